@@ -1,0 +1,181 @@
+package anthropic
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Request is what the gateway needs to know about a Messages request body.
+// The body itself is forwarded byte for byte; only the model value may be
+// replaced, in place (see ReplaceModel).
+type Request struct {
+	Model     string
+	Stream    bool
+	MaxTokens int64
+
+	modelStart, modelEnd int // byte span of the model value, including quotes
+}
+
+// Errors returned by PeekRequest; their text is safe to show to clients.
+var (
+	ErrNotJSON        = errors.New("the request body is not valid JSON")
+	ErrNotObject      = errors.New("the request body must be a JSON object")
+	ErrDuplicateField = errors.New("the request body repeats a top-level field")
+)
+
+// PeekRequest validates that body is a JSON object and reads its top-level
+// model, stream and max_tokens without decoding the rest. A repeated
+// model/stream/max_tokens key is refused, so the gateway and the upstream
+// cannot read different values.
+func PeekRequest(body []byte) (Request, error) {
+	var r Request
+	if !json.Valid(body) {
+		return r, ErrNotJSON
+	}
+	s := scanner{b: body}
+	s.ws()
+	if !s.eat('{') {
+		return r, ErrNotObject
+	}
+	seen := 0
+	s.ws()
+	if s.eat('}') {
+		return r, nil
+	}
+	for {
+		s.ws()
+		kStart := s.i
+		s.skipString()
+		key := body[kStart:s.i]
+		s.ws()
+		s.eat(':')
+		s.ws()
+		vStart := s.i
+		s.skipValue()
+		val := body[vStart:s.i]
+		switch string(key) {
+		case `"model"`:
+			if seen&1 != 0 {
+				return r, fmt.Errorf("%w: model", ErrDuplicateField)
+			}
+			seen |= 1
+			if err := json.Unmarshal(val, &r.Model); err != nil {
+				return r, fmt.Errorf("model must be a string")
+			}
+			r.modelStart, r.modelEnd = vStart, s.i
+		case `"stream"`:
+			if seen&2 != 0 {
+				return r, fmt.Errorf("%w: stream", ErrDuplicateField)
+			}
+			seen |= 2
+			if string(val) == "true" {
+				r.Stream = true
+			}
+		case `"max_tokens"`:
+			if seen&4 != 0 {
+				return r, fmt.Errorf("%w: max_tokens", ErrDuplicateField)
+			}
+			seen |= 4
+			if n, err := strconv.ParseInt(string(val), 10, 64); err == nil {
+				r.MaxTokens = n
+			}
+		}
+		s.ws()
+		if s.eat(',') {
+			continue
+		}
+		break
+	}
+	return r, nil
+}
+
+// ReplaceModel returns body with the model value replaced by model. Every
+// other byte is unchanged. body must be the slice PeekRequest read.
+func (r Request) ReplaceModel(body []byte, model string) []byte {
+	if r.modelEnd == 0 || r.Model == model {
+		return body
+	}
+	q, _ := json.Marshal(model)
+	out := make([]byte, 0, len(body)-(r.modelEnd-r.modelStart)+len(q))
+	out = append(out, body[:r.modelStart]...)
+	out = append(out, q...)
+	return append(out, body[r.modelEnd:]...)
+}
+
+// scanner skips over already-validated JSON.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) eat(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *scanner) skipString() {
+	s.i++ // opening quote
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case '\\':
+			s.i += 2
+		case '"':
+			s.i++
+			return
+		default:
+			s.i++
+		}
+	}
+}
+
+func (s *scanner) skipValue() {
+	if s.i >= len(s.b) {
+		return
+	}
+	switch s.b[s.i] {
+	case '"':
+		s.skipString()
+	case '{', '[':
+		depth := 0
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case '"':
+				s.skipString()
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.i++
+					return
+				}
+			}
+			s.i++
+		}
+	default: // number, true, false, null
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return
+			}
+			s.i++
+		}
+	}
+}
