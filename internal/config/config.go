@@ -28,8 +28,14 @@ type Config struct {
 	Upstreams []Upstream `yaml:"upstreams"`
 	Models    []Model    `yaml:"models"`
 	Audit     Audit      `yaml:"audit"`
-	Server    Server     `yaml:"server,omitempty"`
-	Log       Log        `yaml:"log,omitempty"`
+
+	Policies    []Policy     `yaml:"policies,omitempty"`
+	GroupLimits []GroupLimit `yaml:"group_limits,omitempty"`
+	Limits      Limits       `yaml:"limits,omitempty"`
+	Pricing     []Price      `yaml:"pricing,omitempty"`
+
+	Server Server `yaml:"server,omitempty"`
+	Log    Log    `yaml:"log,omitempty"`
 }
 
 // Getenv looks up an environment variable; the CLI passes its injected env.
@@ -96,6 +102,7 @@ func (c *Config) ApplyDefaults() {
 	c.Audit.applyDefaults()
 	c.Server.applyDefaults()
 	c.Log.applyDefaults()
+	c.applyPolicyDefaults()
 }
 
 // Validate reports every problem at once, each prefixed with its path.
@@ -120,6 +127,7 @@ func (c *Config) Validate() error {
 	c.Audit.validate(v.at("audit"))
 	c.Server.validate(v.at("server"))
 	c.Log.validate(v.at("log"))
+	c.validatePolicies(v)
 	return v.err()
 }
 
