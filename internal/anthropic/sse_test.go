@@ -1,0 +1,158 @@
+package anthropic
+
+import (
+	"strings"
+	"testing"
+)
+
+const streamToolUse = "event: message_start\n" +
+	`data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[],"stop_reason":null,"usage":{"input_tokens":472,"output_tokens":2,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000,"cache_creation":{"ephemeral_5m_input_tokens":60,"ephemeral_1h_input_tokens":40}}}}` + "\n\n" +
+	"event: ping\ndata: {\"type\": \"ping\"}\n\n" +
+	"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{}}}\n\n" +
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"location\\\": \\\"San Fra\"}}\n\n" +
+	": a comment line\n\n" +
+	"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n" +
+	"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":89}}\n\n" +
+	"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+
+func TestSSETapUsage(t *testing.T) {
+	want := Usage{InputTokens: 472, OutputTokens: 89, CacheCreationInputTokens: 100, CacheReadInputTokens: 2000, CacheCreation5m: 60, CacheCreation1h: 40}
+	// The same stream cut into every chunk size must give the same answer:
+	// the network delivers events in arbitrary pieces.
+	for _, size := range []int{1, 2, 3, 7, 64, 1 << 20} {
+		tap := NewSSETap()
+		s := streamToolUse
+		for len(s) > 0 {
+			n := min(size, len(s))
+			tap.Write([]byte(s[:n]))
+			s = s[n:]
+		}
+		if got := tap.Usage(); got != want {
+			t.Errorf("chunk %d: usage = %+v, want %+v", size, got, want)
+		}
+		if !tap.Complete() || tap.StopReason() != "tool_use" || tap.Model() != "claude-sonnet-4-6" {
+			t.Errorf("chunk %d: complete=%v stop=%q model=%q", size, tap.Complete(), tap.StopReason(), tap.Model())
+		}
+		if !tap.AtEventBoundary() {
+			t.Errorf("chunk %d: not at an event boundary after a whole stream", size)
+		}
+	}
+}
+
+func TestSSETapCases(t *testing.T) {
+	tests := []struct {
+		name      string
+		stream    string
+		want      Usage
+		complete  bool
+		errorType string
+	}{
+		{
+			name: "usage revised in message_delta overrides input and cache counts",
+			stream: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n" +
+				"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":12,\"cache_read_input_tokens\":5,\"output_tokens\":30}}\n\n" +
+				"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+			want: Usage{InputTokens: 12, OutputTokens: 30, CacheReadInputTokens: 5}, complete: true,
+		},
+		{
+			name: "interrupted stream reports what was seen",
+			stream: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":50,\"output_tokens\":1}}}\n\n" +
+				"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel",
+			want: Usage{InputTokens: 50, OutputTokens: 1},
+		},
+		{
+			name: "error event after a 200",
+			stream: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n" +
+				"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+			want: Usage{InputTokens: 7, OutputTokens: 1}, errorType: "overloaded_error",
+		},
+		{
+			name:   "CRLF line endings",
+			stream: "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\r\n\r\nevent: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n",
+			want:   Usage{InputTokens: 3, OutputTokens: 1}, complete: true,
+		},
+		{
+			name:   "unknown events and garbage pass without effect",
+			stream: "event: future_event\ndata: {\"whatever\":1}\n\nevent: message_delta\ndata: not json\n\ndata\n\n",
+			want:   Usage{},
+		},
+		{
+			name:   "negative counts are ignored",
+			stream: "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":-5}}\n\n",
+			want:   Usage{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tap := NewSSETap()
+			tap.Write([]byte(tt.stream))
+			if got := tap.Usage(); got != tt.want {
+				t.Errorf("usage = %+v, want %+v", got, tt.want)
+			}
+			if tap.Complete() != tt.complete {
+				t.Errorf("complete = %v, want %v", tap.Complete(), tt.complete)
+			}
+			if tap.ErrorType() != tt.errorType {
+				t.Errorf("error type = %q, want %q", tap.ErrorType(), tt.errorType)
+			}
+		})
+	}
+}
+
+func TestSSETapBoundary(t *testing.T) {
+	tap := NewSSETap()
+	tap.Write([]byte("event: content_block_delta\ndata: {\"x\":"))
+	if tap.AtEventBoundary() {
+		t.Fatal("mid-event reported as a boundary")
+	}
+	tap.Write([]byte("1}\n\n"))
+	if !tap.AtEventBoundary() {
+		t.Fatal("end of event not reported as a boundary")
+	}
+}
+
+func TestSSETapBoundsMemory(t *testing.T) {
+	tap := NewSSETap()
+	huge := "event: message_start\ndata: " + strings.Repeat("x", 4<<20) + "\n\n"
+	tap.Write([]byte(huge))
+	if cap(tap.line) > maxEventData+(1<<20) || cap(tap.data) > maxEventData+(1<<20) {
+		t.Fatalf("tap kept %d/%d bytes for one oversized event", cap(tap.line), cap(tap.data))
+	}
+}
+
+func TestUsageFromJSON(t *testing.T) {
+	body := []byte(`{"id":"msg_1","type":"message","model":"claude-sonnet-4-6","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":11,"output_tokens":22,"cache_creation_input_tokens":3,"cache_read_input_tokens":4}}`)
+	u, model, ok := UsageFromJSON(body)
+	want := Usage{InputTokens: 11, OutputTokens: 22, CacheCreationInputTokens: 3, CacheReadInputTokens: 4}
+	if !ok || u != want || model != "claude-sonnet-4-6" {
+		t.Fatalf("got %+v %q %v", u, model, ok)
+	}
+	if u.TotalInput() != 18 || u.Total() != 40 {
+		t.Fatalf("totals %d %d", u.TotalInput(), u.Total())
+	}
+	if _, _, ok := UsageFromJSON([]byte(`{"type":"error"}`)); ok {
+		t.Fatal("usage found in an error body")
+	}
+}
+
+func FuzzSSETap(f *testing.F) {
+	f.Add([]byte(streamToolUse), 3)
+	f.Add([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"x\"}}\n\n"), 1)
+	f.Add([]byte("data:\ndata:\n\n\r\n:::\n"), 2)
+	f.Fuzz(func(t *testing.T, stream []byte, chunk int) {
+		if chunk < 1 {
+			chunk = 1
+		}
+		whole := NewSSETap()
+		whole.Write(stream)
+		parts := NewSSETap()
+		for s := stream; len(s) > 0; {
+			n := min(chunk, len(s))
+			parts.Write(s[:n])
+			s = s[n:]
+		}
+		if whole.Usage() != parts.Usage() || whole.Complete() != parts.Complete() {
+			t.Fatalf("chunking changed the result: %+v vs %+v", whole.Usage(), parts.Usage())
+		}
+	})
+}

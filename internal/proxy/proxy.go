@@ -1,0 +1,384 @@
+// Package proxy forwards one already-authenticated, already-audited
+// Messages request to an upstream and relays the response: headers through
+// an allowlist, the upstream credential injected by the upstream layer,
+// streams flushed per event, usage observed without re-encoding a byte.
+//
+// It knows nothing about identity, limits or audit storage: the server
+// passes it the request and receives a Result to record.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/anthropic"
+)
+
+// Outbound is the request to send upstream.
+type Outbound struct {
+	Path     string      // /v1/messages or /v1/messages/count_tokens
+	Header   http.Header // inbound headers; Dispatcher filters them with OutboundHeader
+	Body     []byte      // the client's body, byte for byte
+	Request  anthropic.Request
+	Affinity string // session or user key, so one conversation keeps hitting one upstream
+}
+
+// Served describes who answered.
+type Served struct {
+	Upstream      string
+	UpstreamModel string
+	Failed        []string // upstreams tried before, with the reason: "name: 529"
+}
+
+// Dispatcher chooses an upstream, builds the outbound request (model mapped,
+// headers filtered, credential injected) and returns the response of the
+// upstream that served. Errors are classified with UpstreamError.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, out Outbound) (*http.Response, Served, error)
+}
+
+// UpstreamError classifies a failure to get a response.
+type UpstreamError struct {
+	Kind   string // "unreachable", "timeout", "credential"
+	Served Served
+	Err    error // cause, for the log only
+}
+
+func (e *UpstreamError) Error() string { return e.Kind + ": " + e.Err.Error() }
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// Result is what the server records about a forwarded request.
+type Result struct {
+	Status            int
+	ErrorType         string
+	Reason            string
+	Usage             anthropic.Usage
+	Interrupted       bool
+	Served            Served
+	UpstreamRequestID string
+	FirstByte         time.Time // when the first response byte was written
+}
+
+// Options configure a Proxy.
+type Options struct {
+	Dispatcher Dispatcher
+	Logger     *slog.Logger
+	// WriteIdleTimeout cuts a response when the client accepts no bytes for
+	// this long. Zero: no per-write deadline.
+	WriteIdleTimeout time.Duration
+	// MaxJSONCapture bounds how much of a non-streaming response is kept to
+	// read its usage. Default 16 MiB.
+	MaxJSONCapture int
+}
+
+// Proxy relays requests.
+type Proxy struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a Proxy.
+func New(opts Options) *Proxy {
+	if opts.MaxJSONCapture == 0 {
+		opts.MaxJSONCapture = 16 << 20
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Proxy{opts: opts, log: log}
+}
+
+// ErrorWriter writes a gateway-generated error in the Anthropic envelope.
+type ErrorWriter func(w http.ResponseWriter, status int, errType, message string)
+
+// Forward sends out upstream and relays the answer to w.
+func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, out Outbound, writeErr ErrorWriter) Result {
+	ctx := r.Context()
+	resp, served, err := p.opts.Dispatcher.Dispatch(ctx, out)
+	res := Result{Served: served}
+	if err != nil {
+		return p.dispatchFailed(ctx, w, err, res, writeErr)
+	}
+	defer resp.Body.Close()
+	res.UpstreamRequestID = resp.Header.Get("request-id")
+	if res.UpstreamRequestID == "" {
+		res.UpstreamRequestID = resp.Header.Get("apim-request-id")
+	}
+
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		// Our credential, not the user's: never let clients re-authenticate
+		// in a loop over it, and never relay what the upstream said about it.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		p.log.Error("upstream rejected the gateway's credential",
+			slog.String("upstream", served.Upstream), slog.Int("upstream_status", resp.StatusCode),
+			slog.String("upstream_request_id", res.UpstreamRequestID))
+		res.Status, res.ErrorType, res.Reason = http.StatusBadGateway, anthropic.APIError, "upstream_credential_rejected"
+		writeErr(w, res.Status, res.ErrorType, "The gateway could not authenticate to the model provider. This is a gateway configuration problem, not your sign-in; please contact your administrator and quote the request id.")
+		res.FirstByte = time.Now()
+		return res
+	}
+
+	copyResponseHeader(w.Header(), resp.Header)
+	res.Status = resp.StatusCode
+	streaming := isEventStream(resp.Header.Get("Content-Type"))
+	if streaming {
+		w.Header().Del("Content-Length")
+	}
+	w.WriteHeader(resp.StatusCode)
+	res.FirstByte = time.Now()
+	rc := http.NewResponseController(w)
+	if streaming {
+		p.relayStream(ctx, w, rc, resp.Body, &res)
+	} else {
+		p.relayJSON(ctx, w, rc, resp.Body, &res)
+	}
+	return res
+}
+
+func (p *Proxy) dispatchFailed(ctx context.Context, w http.ResponseWriter, err error, res Result, writeErr ErrorWriter) Result {
+	var ue *UpstreamError
+	kind := "unreachable"
+	if errors.As(err, &ue) {
+		kind = ue.Kind
+		res.Served = ue.Served
+	} else if isTimeout(err) {
+		kind = "timeout"
+	}
+	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// The client went away before the upstream answered.
+		res.Status, res.Reason, res.Interrupted = 499, "client_closed", true
+		return res
+	}
+	p.log.Error("upstream request failed", slog.String("kind", kind), slog.String("upstream", res.Served.Upstream),
+		slog.Any("failed", res.Served.Failed), slog.String("cause", err.Error()))
+	switch kind {
+	case "timeout":
+		res.Status, res.ErrorType, res.Reason = http.StatusGatewayTimeout, anthropic.TimeoutError, "upstream_timeout"
+		writeErr(w, res.Status, res.ErrorType, "The model provider did not answer in time. Please retry.")
+	case "credential":
+		res.Status, res.ErrorType, res.Reason = http.StatusBadGateway, anthropic.APIError, "upstream_credential_unavailable"
+		writeErr(w, res.Status, res.ErrorType, "The gateway could not obtain its credential for the model provider. This is a gateway problem, not your sign-in; please contact your administrator and quote the request id.")
+	default:
+		res.Status, res.ErrorType, res.Reason = http.StatusBadGateway, anthropic.APIError, "upstream_unreachable"
+		writeErr(w, res.Status, res.ErrorType, "The gateway could not reach the model provider. Please retry; if it persists, contact your administrator and quote the request id.")
+	}
+	res.FirstByte = time.Now()
+	return res
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isEventStream(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "text/event-stream"
+}
+
+// relayStream copies an SSE body, flushing after every read so each event
+// reaches the client as soon as it arrives.
+func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, res *Result) {
+	tap := anthropic.NewSSETap()
+	buf := make([]byte, 32<<10)
+	var werr error
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			tap.Write(chunk)
+			if werr == nil {
+				werr = p.write(w, rc, chunk)
+			}
+			if werr != nil {
+				break // the client is gone: stop reading, which cancels the upstream
+			}
+		}
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) && werr == nil && ctx.Err() == nil {
+				p.log.Warn("upstream stream broke", slog.String("upstream", res.Served.Upstream), slog.String("cause", rerr.Error()))
+				if tap.AtEventBoundary() {
+					_ = p.write(w, rc, []byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"The connection to the model provider was lost mid-response. Please retry.\"}}\n\n"))
+				}
+				res.Reason = "upstream_stream_broken"
+			}
+			break
+		}
+	}
+	res.Usage = tap.Usage()
+	if t := tap.ErrorType(); t != "" {
+		res.ErrorType = t
+		res.Reason = "upstream_error_event"
+	}
+	if !tap.Complete() {
+		res.Interrupted = true
+		if res.Reason == "" {
+			if werr != nil || ctx.Err() != nil {
+				res.Reason = "client_closed"
+			} else {
+				res.Reason = "upstream_stream_ended_early"
+			}
+		}
+	}
+}
+
+// relayJSON copies a non-streaming body and keeps a bounded copy to read
+// usage (success) or the error type (failure) from.
+func (p *Proxy) relayJSON(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, res *Result) {
+	capture := &boundedBuffer{max: p.opts.MaxJSONCapture}
+	if res.Status >= 400 {
+		capture.max = 64 << 10
+	}
+	buf := make([]byte, 32<<10)
+	var werr error
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			capture.Write(buf[:n])
+			if werr = p.write(w, rc, buf[:n]); werr != nil {
+				break
+			}
+		}
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) {
+				res.Interrupted = true
+				res.Reason = "upstream_body_broken"
+			}
+			break
+		}
+	}
+	if werr != nil || ctx.Err() != nil {
+		res.Interrupted, res.Reason = true, "client_closed"
+	}
+	if res.Status >= 400 {
+		res.ErrorType = anthropic.ErrorTypeFromJSON(capture.Bytes())
+		if res.ErrorType == "" {
+			res.ErrorType = anthropic.TypeForStatus(res.Status)
+		}
+		return
+	}
+	if u, _, ok := anthropic.UsageFromJSON(capture.Bytes()); ok {
+		res.Usage = u
+	}
+}
+
+func (p *Proxy) write(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
+	if p.opts.WriteIdleTimeout > 0 {
+		_ = rc.SetWriteDeadline(time.Now().Add(p.opts.WriteIdleTimeout))
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
+type boundedBuffer struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *boundedBuffer) Write(p []byte) {
+	if b.over {
+		return
+	}
+	if b.Len()+len(p) > b.max {
+		b.over = true
+		b.Reset()
+		return
+	}
+	b.Buffer.Write(p)
+}
+
+// hopByHop headers never cross the proxy (RFC 9110 §7.6.1).
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Proxy-Connection": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+// copyResponseHeader relays upstream response headers except hop-by-hop
+// ones, cookies, authentication challenges, anything credential-like and the
+// upstream account's organisation id.
+func copyResponseHeader(dst, src http.Header) {
+	var listed map[string]bool
+	for _, c := range src.Values("Connection") {
+		for _, f := range strings.Split(c, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				if listed == nil {
+					listed = map[string]bool{}
+				}
+				listed[http.CanonicalHeaderKey(f)] = true
+			}
+		}
+	}
+	for k, vv := range src {
+		if hopByHop[k] || listed[k] || !responseHeaderAllowed(k) {
+			continue
+		}
+		dst[k] = append([]string(nil), vv...)
+	}
+}
+
+func responseHeaderAllowed(k string) bool {
+	lk := strings.ToLower(k)
+	switch lk {
+	case "set-cookie", "set-cookie2", "www-authenticate", "anthropic-organization-id", "authorization", "x-api-key", "api-key":
+		return false
+	}
+	if strings.ContainsAny(lk, "_.") {
+		return false
+	}
+	for _, bad := range []string{"token", "secret", "password", "credential", "apikey", "api-key"} {
+		if strings.Contains(lk, bad) && !strings.HasPrefix(lk, "anthropic-ratelimit-") {
+			return false
+		}
+	}
+	return true
+}
+
+// OutboundHeader builds the headers sent upstream from the inbound ones by
+// allowlist: Content-Type, Accept, User-Agent and every anthropic-* header
+// (forwarded verbatim: beta values and unknown names included). Everything
+// else, credentials, cookies, forwarding and proxy headers, and any name
+// containing '_' or '.', is dropped. The caller then injects the upstream
+// credential.
+func OutboundHeader(in http.Header) http.Header {
+	out := make(http.Header, 8)
+	for k, vv := range in {
+		if !outboundAllowed(k) {
+			continue
+		}
+		out[k] = append([]string(nil), vv...)
+	}
+	if out.Get("Content-Type") == "" {
+		out.Set("Content-Type", "application/json")
+	}
+	// The gateway never re-encodes bodies and reads usage from them, so it
+	// asks the upstream for an uncompressed response.
+	out.Set("Accept-Encoding", "identity")
+	return out
+}
+
+func outboundAllowed(k string) bool {
+	if strings.ContainsAny(k, "_.") {
+		return false
+	}
+	switch http.CanonicalHeaderKey(k) {
+	case "Content-Type", "Accept", "User-Agent":
+		return true
+	}
+	lk := strings.ToLower(k)
+	return strings.HasPrefix(lk, "anthropic-") || strings.HasPrefix(lk, "x-stainless-")
+}

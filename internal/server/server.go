@@ -1,0 +1,376 @@
+// Package server is the gateway's HTTP surface: the routes of the Anthropic
+// API it serves (contract §2.1), the order in which a request is
+// authenticated, checked, audited and forwarded, and the Anthropic-shaped
+// error for every refusal.
+//
+// It holds no business logic of its own: identity, admission, audit storage
+// and forwarding are injected through the small interfaces below, which this
+// package owns.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/anthropic"
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/proxy"
+)
+
+// Denial is a refusal the gateway answers itself.
+type Denial struct {
+	Status    int
+	ErrorType string      // Anthropic error type; default from Status
+	Reason    string      // closed, documented reason code, recorded in the audit trail
+	Message   string      // for the user: what is wrong and what to do; no internals
+	Header    http.Header // extra response headers (retry-after, WWW-Authenticate, ...)
+	Cause     error       // for the operator log only
+}
+
+// Authenticator verifies the caller.
+type Authenticator interface {
+	Authenticate(ctx context.Context, r *http.Request) (identity.Principal, *Denial)
+	Ready(ctx context.Context) error
+}
+
+// Auditor records requests (audit.Recorder satisfies it).
+type Auditor interface {
+	Begin(ctx context.Context, rec *audit.Record) error
+	Finish(rec *audit.Record)
+}
+
+// Forwarder relays an admitted request (proxy.Proxy satisfies it).
+type Forwarder interface {
+	Forward(w http.ResponseWriter, r *http.Request, out proxy.Outbound, writeErr proxy.ErrorWriter) proxy.Result
+}
+
+// Model is one entry of /v1/models and of the routing table.
+type Model struct {
+	ID            string
+	DisplayName   string
+	Description   string
+	CreatedAt     time.Time
+	FamilyDefault bool
+	Upstream      string // name of the upstream that serves it (first route)
+	UpstreamModel string
+}
+
+// Options configure the handler. Auth, Audit and Forward are required.
+type Options struct {
+	Auth    Authenticator
+	Audit   Auditor
+	Forward Forwarder
+	Models  []Model
+	// MaxBodyBytes caps request bodies; default 32 MiB.
+	MaxBodyBytes int64
+	// MaxRequestDuration is the hard ceiling on one request; 0 = none.
+	MaxRequestDuration time.Duration
+	Logger             *slog.Logger
+	Now                func() time.Time
+	// Ready reports extra readiness conditions (audit store, ...).
+	Ready func(ctx context.Context) error
+}
+
+// Server is the gateway handler.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	models map[string]*Model
+}
+
+// New builds the handler.
+func New(opts Options) *Server {
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = 32 << 20
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: log, now: opts.Now, models: map[string]*Model{}}
+	for i := range opts.Models {
+		s.models[opts.Models[i].ID] = &opts.Models[i]
+	}
+	return s
+}
+
+// ServeHTTP routes by exact path. The query string is ignored (clients send
+// ?beta=true); paths are never cleaned or joined, so /v1/messages/../x is
+// simply unknown.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := newRequestID()
+	w.Header().Set("gatehouse-request-id", rid)
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic serving request", slog.String("request_id", rid), slog.Any("panic", v))
+			anthropic.WriteError(w, http.StatusInternalServerError, anthropic.APIError, "The gateway hit an internal error. Please retry and quote the request id if it persists.", rid)
+		}
+	}()
+	if r.Header.Get("Upgrade") != "" {
+		anthropic.WriteError(w, http.StatusBadRequest, anthropic.InvalidRequestError, "Protocol upgrades are not supported.", rid)
+		return
+	}
+	switch r.URL.Path {
+	case "/v1/messages", "/v1/messages/count_tokens":
+		if r.Method != http.MethodPost {
+			s.methodNotAllowed(w, rid, http.MethodPost)
+			return
+		}
+		s.inference(w, r, rid)
+	case "/v1/models":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.methodNotAllowed(w, rid, http.MethodGet)
+			return
+		}
+		s.listModels(w, r, rid)
+	case "/api/hello":
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+	case "/healthz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	case "/readyz":
+		s.readyz(w, r)
+	default:
+		anthropic.WriteError(w, http.StatusNotFound, anthropic.NotFoundError, fmt.Sprintf("%s %s is not an endpoint of this gateway. It serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models.", r.Method, truncate(r.URL.Path, 200)), rid)
+	}
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, rid, allow string) {
+	w.Header().Set("Allow", allow)
+	anthropic.WriteError(w, http.StatusMethodNotAllowed, anthropic.InvalidRequestError, "This endpoint only accepts "+allow+".", rid)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problems []string
+	if err := s.opts.Auth.Ready(ctx); err != nil {
+		problems = append(problems, "identity: "+err.Error())
+	}
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(ctx); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "not ready\n"+strings.Join(problems, "\n")+"\n")
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+// newRecord starts the audit record of a request from what the client sent.
+func (s *Server) newRecord(r *http.Request, rid string, start time.Time) *audit.Record {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return &audit.Record{
+		RequestID: rid,
+		Time:      start.UTC(),
+		Method:    r.Method,
+		Path:      r.URL.Path,
+		UserAgent: clean(r.Header.Get("User-Agent"), 256),
+		SessionID: clean(r.Header.Get("X-Claude-Code-Session-Id"), 128),
+		ClientIP:  host,
+	}
+}
+
+func fillUser(rec *audit.Record, p identity.Principal) {
+	rec.UserKey = p.Key
+	rec.TenantID = p.TenantID
+	rec.ObjectID = p.ObjectID
+	rec.Subject = p.Subject
+	rec.Issuer = p.Issuer
+	rec.UserName = clean(p.Display(), 256)
+}
+
+// deny answers a refusal, records it durably and logs it.
+func (s *Server) deny(w http.ResponseWriter, r *http.Request, rec *audit.Record, d *Denial, start time.Time) {
+	if d.ErrorType == "" {
+		d.ErrorType = anthropic.TypeForStatus(d.Status)
+	}
+	for k, vv := range d.Header {
+		w.Header()[k] = vv
+	}
+	rec.State = audit.StateDenied
+	rec.Status = d.Status
+	rec.ErrorType = d.ErrorType
+	rec.Reason = d.Reason
+	rec.LatencyMS = ms(s.now().Sub(start))
+	if err := s.opts.Audit.Begin(r.Context(), rec); err != nil {
+		s.log.Error("audit record of a denial could not be written", slog.String("request_id", rec.RequestID), slog.String("cause", err.Error()))
+	}
+	anthropic.WriteError(w, d.Status, d.ErrorType, d.Message, rec.RequestID)
+	attrs := []any{slog.String("request_id", rec.RequestID), slog.String("path", rec.Path), slog.Int("status", d.Status),
+		slog.String("reason", d.Reason), slog.String("user", rec.UserKey), slog.String("model", rec.Model)}
+	if d.Cause != nil {
+		attrs = append(attrs, slog.String("cause", d.Cause.Error()))
+	}
+	s.log.Info("request denied", attrs...)
+}
+
+func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
+	start := s.now()
+	ctx := r.Context()
+	if s.opts.MaxRequestDuration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.MaxRequestDuration)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	rec := s.newRecord(r, rid, start)
+
+	p, denial := s.opts.Auth.Authenticate(ctx, r)
+	if denial != nil {
+		s.deny(w, r, rec, denial, start)
+		return
+	}
+	fillUser(rec, p)
+	ctx = identity.NewContext(ctx, p)
+	r = r.WithContext(ctx)
+
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		s.deny(w, r, rec, tooLarge(s.opts.MaxBodyBytes), start)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.deny(w, r, rec, tooLarge(s.opts.MaxBodyBytes), start)
+			return
+		}
+		s.deny(w, r, rec, &Denial{Status: http.StatusBadRequest, Reason: "body_read_failed", Message: "The request body could not be read completely.", Cause: err}, start)
+		return
+	}
+	req, err := anthropic.PeekRequest(body)
+	if err != nil {
+		s.deny(w, r, rec, &Denial{Status: http.StatusBadRequest, Reason: "invalid_body", Message: err.Error() + "."}, start)
+		return
+	}
+	rec.Model, rec.Stream = clean(req.Model, 128), req.Stream
+	if req.Model == "" {
+		s.deny(w, r, rec, &Denial{Status: http.StatusBadRequest, Reason: "missing_model", Message: "model: field required."}, start)
+		return
+	}
+	m, ok := s.models[req.Model]
+	if !ok {
+		s.deny(w, r, rec, &Denial{Status: http.StatusNotFound, Reason: "unknown_model",
+			Message: fmt.Sprintf("model: %s is not offered by this gateway. Available models: %s.", truncate(req.Model, 128), strings.Join(s.modelIDs(), ", "))}, start)
+		return
+	}
+	rec.Upstream, rec.UpstreamModel = m.Upstream, m.UpstreamModel
+
+	rec.State = audit.StateBegun
+	if err := s.opts.Audit.Begin(ctx, rec); err != nil {
+		s.log.Error("audit store unavailable: refusing request", slog.String("request_id", rid), slog.String("cause", err.Error()))
+		anthropic.WriteError(w, http.StatusServiceUnavailable, anthropic.APIError, "The gateway cannot record requests right now, so it is not accepting them. Please retry shortly.", rid)
+		return
+	}
+
+	affinity := rec.SessionID
+	if affinity == "" {
+		affinity = p.Key
+	}
+	out := proxy.Outbound{Path: r.URL.Path, Header: r.Header, Body: body, Request: req, Affinity: affinity}
+	res := s.opts.Forward.Forward(w, r, out, func(w http.ResponseWriter, status int, errType, msg string) {
+		anthropic.WriteError(w, status, errType, msg, rid)
+	})
+	end := s.now()
+	s.finish(rec, res, start, end)
+}
+
+func (s *Server) finish(rec *audit.Record, res proxy.Result, start, end time.Time) {
+	rec.Status = res.Status
+	rec.ErrorType = res.ErrorType
+	rec.Reason = res.Reason
+	rec.Usage = res.Usage
+	rec.UpstreamRequestID = clean(res.UpstreamRequestID, 128)
+	if res.Served.Upstream != "" {
+		rec.Upstream = res.Served.Upstream
+	}
+	if res.Served.UpstreamModel != "" {
+		rec.UpstreamModel = res.Served.UpstreamModel
+	}
+	rec.LatencyMS = ms(end.Sub(start))
+	if !res.FirstByte.IsZero() {
+		rec.TTFBMS = ms(res.FirstByte.Sub(start))
+	}
+	rec.State = audit.StateCompleted
+	if res.Interrupted {
+		rec.State = audit.StateInterrupted
+	}
+	s.log.Info("request",
+		slog.String("request_id", rec.RequestID), slog.String("path", rec.Path), slog.Int("status", rec.Status),
+		slog.String("user", rec.UserKey), slog.String("model", rec.Model), slog.String("upstream", rec.Upstream),
+		slog.Bool("stream", rec.Stream), slog.String("state", string(rec.State)), slog.String("reason", rec.Reason),
+		slog.Float64("latency_ms", rec.LatencyMS), slog.Float64("ttfb_ms", rec.TTFBMS),
+		slog.Int64("input_tokens", rec.Usage.InputTokens), slog.Int64("output_tokens", rec.Usage.OutputTokens))
+	s.opts.Audit.Finish(rec)
+}
+
+func tooLarge(limit int64) *Denial {
+	return &Denial{Status: http.StatusRequestEntityTooLarge, ErrorType: anthropic.RequestTooLarge, Reason: "body_too_large",
+		Message: fmt.Sprintf("The request body exceeds the gateway's limit of %d bytes.", limit)}
+}
+
+func (s *Server) modelIDs() []string {
+	ids := make([]string, 0, len(s.opts.Models))
+	for _, m := range s.opts.Models {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func newRequestID() string {
+	var b [15]byte
+	_, _ = rand.Read(b[:])
+	return "gh_" + strings.ToLower(b32.EncodeToString(b[:]))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// clean bounds an untrusted string and strips control characters before it
+// reaches logs and the audit trail.
+func clean(s string, n int) string {
+	s = truncate(s, n)
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
