@@ -26,6 +26,9 @@ func (s Secret) Value() string { return s.value }
 // Ref returns the reference as written, e.g. ${env:FOUNDRY_API_KEY}.
 func (s Secret) Ref() string { return s.ref }
 
+// IsZero lets omitempty drop unset secrets (and only those).
+func (s Secret) IsZero() bool { return s.ref == "" }
+
 // IsSet reports whether the secret was configured.
 func (s Secret) IsSet() bool { return s.ref != "" }
 
