@@ -148,9 +148,9 @@ func TestStatic(t *testing.T) {
 
 func TestResourceFromScope(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://ai.azure.com/.default":               "https://ai.azure.com",
+		"https://ai.azure.com/.default":                "https://ai.azure.com",
 		"https://cognitiveservices.azure.com/.default": "https://cognitiveservices.azure.com",
-		"https://ai.azure.com":                        "https://ai.azure.com",
+		"https://ai.azure.com":                         "https://ai.azure.com",
 	} {
 		if got := credential.ResourceFromScope(in); got != want {
 			t.Errorf("ResourceFromScope(%q) = %q, want %q", in, got, want)

@@ -81,10 +81,10 @@ type app struct {
 
 // Server is a running fake.
 type Server struct {
-	o      Options
-	ln     net.Listener
-	srv    *http.Server
-	url    string
+	o       Options
+	ln      net.Listener
+	srv     *http.Server
+	url     string
 	fedOnce sync.Once
 	fedKey  *rsa.PrivateKey
 
