@@ -1,0 +1,13 @@
+package memory_test
+
+import (
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/internal/limits"
+	"github.com/gatehouse-dev/gatehouse/internal/limits/limitstest"
+	"github.com/gatehouse-dev/gatehouse/internal/limits/memory"
+)
+
+func TestConformance(t *testing.T) {
+	limitstest.Run(t, func(t *testing.T) limits.Backend { return memory.New() })
+}
