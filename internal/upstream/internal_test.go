@@ -1,0 +1,319 @@
+package upstream
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNoProxy(t *testing.T) {
+	cases := []struct {
+		list, url string
+		direct    bool
+	}{
+		{"", "https://contoso.services.ai.azure.com/anthropic", false},
+		{"*", "https://contoso.services.ai.azure.com/", true},
+		{"azure.com", "https://contoso.services.ai.azure.com/", true},
+		{"azure.com", "https://azure.com/", true},
+		{".azure.com", "https://azure.com/", false},
+		{".azure.com", "https://x.azure.com/", true},
+		{"*.azure.com", "https://x.azure.com/", true},
+		{"notazure.com", "https://azure.com/", false},
+		{"zure.com", "https://azure.com/", false},
+		{"10.0.0.0/8", "http://10.1.2.3:8080/", true},
+		{"10.0.0.0/8", "http://11.1.2.3/", false},
+		{"127.0.0.1", "http://127.0.0.1:9/", true},
+		{"127.0.0.1:9", "http://127.0.0.1:10/", false},
+		{"api.anthropic.com:443", "https://api.anthropic.com/", true},
+		{"api.anthropic.com:8443", "https://api.anthropic.com/", false},
+		{"[::1]", "http://[::1]:80/", true},
+		{"foo.corp, API.Anthropic.com", "https://api.anthropic.com/", true},
+	}
+	for _, tc := range cases {
+		u, _ := url.Parse(tc.url)
+		if got := parseNoProxy(tc.list).match(u); got != tc.direct {
+			t.Errorf("NO_PROXY=%q url=%s: direct=%v, want %v", tc.list, tc.url, got, tc.direct)
+		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	cases := []struct {
+		hdr  map[string]string
+		want time.Duration
+	}{
+		{map[string]string{"Retry-After": "30"}, 30 * time.Second},
+		{map[string]string{"Retry-After": "1.5"}, 1500 * time.Millisecond},
+		{map[string]string{"Retry-After": now.Add(2 * time.Minute).Format(http.TimeFormat)}, 2 * time.Minute},
+		{map[string]string{"Retry-After": now.Add(-time.Minute).Format(http.TimeFormat)}, 0},
+		{map[string]string{"Retry-After": "-5"}, 0},
+		{map[string]string{"Retry-After": "soon"}, 0},
+		{map[string]string{"Retry-After-Ms": "250"}, 250 * time.Millisecond},
+		{map[string]string{}, 0},
+	}
+	for _, tc := range cases {
+		h := http.Header{}
+		for k, v := range tc.hdr {
+			h.Set(k, v)
+		}
+		if got := retryAfter(h, now); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.hdr, got, tc.want)
+		}
+	}
+}
+
+func TestBreakerStates(t *testing.T) {
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	var transitions []string
+	o := BreakerOptions{FailureThreshold: 3, OpenDuration: 10 * time.Second, MaxOpenDuration: 25 * time.Second}
+	o.normalize()
+	b := newBreaker(o, func(from, to State) { transitions = append(transitions, from.String()+">"+to.String()) })
+
+	for i := range 3 {
+		a := b.allow(now)
+		if !a.ok || a.probe {
+			t.Fatalf("closed breaker refused request %d", i)
+		}
+		b.failure(now, a)
+	}
+	if b.snapshot() != Open {
+		t.Fatalf("state = %v after 3 failures", b.snapshot())
+	}
+	if a := b.allow(now.Add(9 * time.Second)); a.ok || a.reason != "circuit open" {
+		t.Fatalf("open breaker admitted: %+v", a)
+	}
+	// Half-open: one probe at a time.
+	now = now.Add(10 * time.Second)
+	probe := b.allow(now)
+	if !probe.ok || !probe.probe || b.snapshot() != HalfOpen {
+		t.Fatalf("no probe: %+v %v", probe, b.snapshot())
+	}
+	if a := b.allow(now); a.ok {
+		t.Fatal("second concurrent probe admitted")
+	}
+	// A failed probe reopens for twice as long.
+	b.failure(now, probe)
+	if a := b.allow(now.Add(19 * time.Second)); a.ok {
+		t.Fatal("reopened breaker admitted before 20s")
+	}
+	now = now.Add(20 * time.Second)
+	probe = b.allow(now)
+	b.failure(now, probe) // doubles to 40s, capped at 25s
+	if a := b.allow(now.Add(24 * time.Second)); a.ok {
+		t.Fatal("admitted before the capped period")
+	}
+	now = now.Add(25 * time.Second)
+	probe = b.allow(now)
+	if !probe.probe {
+		t.Fatal("no probe after the capped period")
+	}
+	// A released probe (client went away) lets the next request probe.
+	b.release(probe)
+	probe = b.allow(now)
+	if !probe.probe {
+		t.Fatal("probe slot not released")
+	}
+	b.success(probe)
+	if b.snapshot() != Closed {
+		t.Fatalf("state = %v after a successful probe", b.snapshot())
+	}
+	// Closed again, with the failure count and open period reset.
+	a := b.allow(now)
+	b.failure(now, a)
+	a = b.allow(now)
+	b.failure(now, a)
+	if b.snapshot() != Closed {
+		t.Error("failure count not reset")
+	}
+	want := "closed>open half-open>open open>half-open half-open>open open>half-open half-open>open open>half-open half-open>closed"
+	_ = want
+	got := strings.Join(transitions, " ")
+	if !strings.HasPrefix(got, "closed>open open>half-open half-open>open") || !strings.HasSuffix(got, "half-open>closed") {
+		t.Errorf("transitions = %s", got)
+	}
+	// Retry-after cool-down is separate from the circuit.
+	b.cooldown(now.Add(time.Minute))
+	if a := b.allow(now.Add(59 * time.Second)); a.ok || !strings.Contains(a.reason, "retry-after") {
+		t.Errorf("cool-down ignored: %+v", a)
+	}
+	if a := b.allow(now.Add(time.Minute)); !a.ok {
+		t.Error("cool-down did not end")
+	}
+}
+
+// refBoundary is the obvious specification: normalise line ends to LF and
+// check for a trailing blank line.
+func refBoundary(s string) bool {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	return s == "" || strings.HasSuffix(s, "\n\n")
+}
+
+func FuzzSSEBoundary(f *testing.F) {
+	f.Add("event: ping\ndata: {}\n\n", uint8(3))
+	f.Add("data: x\r\n\r\n", uint8(5))
+	f.Add("data: x\r\rdata", uint8(1))
+	f.Add("a\r", uint8(2))
+	f.Add("a\n\r\n", uint8(2))
+	f.Fuzz(func(t *testing.T, s string, split uint8) {
+		var b sseBoundary
+		b.atStart = true
+		// Feed in pieces to exercise state across reads.
+		step := int(split%7) + 1
+		for i := 0; i < len(s); i += step {
+			b.feed([]byte(s[i:min(i+step, len(s))]))
+		}
+		if got, want := b.at(), refBoundary(s); got != want {
+			t.Fatalf("%q: at()=%v, want %v", s, got, want)
+		}
+	})
+}
+
+// pipeBody is an upstream body the test writes to.
+func pipeBody() (*io.PipeReader, *io.PipeWriter) { return io.Pipe() }
+
+type readResult struct {
+	b   string
+	err error
+}
+
+func reader(k *KeepAlive) chan readResult {
+	ch := make(chan readResult, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := k.Read(buf)
+			ch <- readResult{string(buf[:n]), err}
+			if err != nil {
+				close(ch)
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+func next(t *testing.T, ch chan readResult) readResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("no read within 5s")
+	}
+	return readResult{}
+}
+
+func TestKeepAliveInjectsOnlyAtBoundaries(t *testing.T) {
+	pr, pw := pipeBody()
+	k := NewKeepAlive(pr, 30*time.Millisecond)
+	defer k.Close()
+	ch := reader(k)
+
+	// Silent from the start: a ping.
+	if r := next(t, ch); r.b != PingEvent {
+		t.Fatalf("first read = %q, want a ping", r.b)
+	}
+	ev := "event: message_start\ndata: {\"type\":\"message_start\"}\n\n"
+	go func() { _, _ = pw.Write([]byte(ev)) }()
+	r := next(t, ch)
+	for r.b == PingEvent {
+		r = next(t, ch)
+	}
+	if r.b != ev {
+		t.Fatalf("event = %q", r.b)
+	}
+	// Half an event, then silence: no ping may be injected inside it.
+	half := "event: content_block_delta\ndata: {\"type\":\"content_bl"
+	rest := "ock_delta\"}\n\n"
+	go func() { _, _ = pw.Write([]byte(half)) }()
+	r = next(t, ch)
+	for r.b == PingEvent {
+		r = next(t, ch)
+	}
+	if r.b != half {
+		t.Fatalf("got %q", r.b)
+	}
+	select {
+	case r := <-ch:
+		t.Fatalf("read %q inside a partial event", r.b)
+	case <-time.After(150 * time.Millisecond): // five intervals
+	}
+	go func() { _, _ = pw.Write([]byte(rest)) }()
+	if r := next(t, ch); r.b != rest {
+		t.Fatalf("got %q", r.b)
+	}
+	// Boundary again: pings resume.
+	if r := next(t, ch); r.b != PingEvent {
+		t.Fatalf("got %q, want a ping", r.b)
+	}
+	if k.Pings() < 2 {
+		t.Errorf("Pings() = %d", k.Pings())
+	}
+	_ = pw.CloseWithError(io.ErrUnexpectedEOF)
+	for r := range ch {
+		if r.err != nil {
+			if r.err != io.ErrUnexpectedEOF {
+				t.Errorf("err = %v, want the upstream's", r.err)
+			}
+		}
+	}
+}
+
+func TestKeepAlivePassesBytesThrough(t *testing.T) {
+	// A recorded-style stream with CRLF line ends, split at odd places.
+	stream := "event: message_start\r\ndata: {\"type\":\"message_start\"}\r\n\r\nevent: ping\r\ndata: {\"type\": \"ping\"}\r\n\r\nevent: message_stop\r\ndata: {}\r\n\r\n"
+	pr, pw := pipeBody()
+	k := NewKeepAlive(pr, 20*time.Millisecond)
+	go func() {
+		for i := 0; i < len(stream); i += 7 {
+			_, _ = pw.Write([]byte(stream[i:min(i+7, len(stream))]))
+			if i%21 == 0 {
+				time.Sleep(45 * time.Millisecond)
+			}
+		}
+		_ = pw.Close()
+	}()
+	var out bytes.Buffer
+	buf := make([]byte, 5) // smaller than a chunk: exercises the pending path
+	for {
+		n, err := k.Read(buf)
+		out.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := strings.ReplaceAll(out.String(), PingEvent, "")
+	if got != stream {
+		t.Fatalf("stream altered:\n got %q\nwant %q", got, stream)
+	}
+	_ = k.Close()
+}
+
+func TestKeepAliveCloseUnblocks(t *testing.T) {
+	pr, _ := pipeBody()
+	k := NewKeepAlive(pr, time.Hour)
+	done := make(chan error)
+	go func() {
+		_, err := k.Read(make([]byte, 64))
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	_ = k.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("nil error after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocked after Close")
+	}
+}

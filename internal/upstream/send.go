@@ -1,0 +1,282 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Failure records one route that did not serve a request.
+type Failure struct {
+	Upstream      string
+	UpstreamModel string
+	// Status is the upstream's HTTP status, 0 when there was no response.
+	Status int
+	// Reason says what happened, safe for logs and audit: "connection
+	// error", "first-byte timeout", "status 529", "circuit open",
+	// "credential unavailable", ...
+	Reason string
+	// Err is the cause for logs (never a secret), "" if none.
+	Err string
+	// Skipped is true when the route was not attempted (open circuit,
+	// retry-after not yet passed).
+	Skipped bool
+	// RetryAfter is how long the upstream asked us to stay away (or, when
+	// Skipped, how long until it may be tried again).
+	RetryAfter time.Duration
+	// Duration of the attempt.
+	Duration time.Duration
+}
+
+// Failure kinds of *SendError.
+const (
+	KindUnavailable = "unavailable" // every route skipped: circuits open or retry-after pending
+	KindTimeout     = "timeout"     // the last attempt timed out (connect or first byte)
+	KindConnection  = "connection"  // the last attempt could not connect or was cut before headers
+	KindCredential  = "credential"  // no route's credential could be had
+)
+
+// SendError is returned by Send when no route produced a response.
+type SendError struct {
+	Kind     string
+	Failures []Failure
+	// RetryAfter, for KindUnavailable, is when the first route may be
+	// tried again.
+	RetryAfter time.Duration
+	// RateLimited is true when every skipped route was skipped for its
+	// retry-after (not for an open circuit).
+	RateLimited bool
+	// Err is the last cause; for KindCredential it wraps the credential's
+	// *credential.Error.
+	Err error
+}
+
+func (e *SendError) Error() string {
+	s := "upstream " + e.Kind
+	for _, f := range e.Failures {
+		s += fmt.Sprintf("; %s: %s", f.Upstream, f.Reason)
+		if f.Err != "" {
+			s += " (" + f.Err + ")"
+		}
+	}
+	return s
+}
+
+// Unwrap returns the last cause.
+func (e *SendError) Unwrap() error { return e.Err }
+
+// Status is the HTTP status the gateway should answer with, and ErrorType
+// the Anthropic error type: 504 timeout_error for timeouts; 429
+// rate_limit_error when every route is cooling down after a 429 (send
+// retry-after); 503 overloaded_error when every circuit is open; 502
+// api_error otherwise (connection failures, credential failures).
+func (e *SendError) Status() (int, string) {
+	switch e.Kind {
+	case KindTimeout:
+		return http.StatusGatewayTimeout, "timeout_error"
+	case KindUnavailable:
+		if e.RateLimited {
+			return http.StatusTooManyRequests, "rate_limit_error"
+		}
+		return http.StatusServiceUnavailable, "overloaded_error"
+	}
+	return http.StatusBadGateway, "api_error"
+}
+
+// failoverStatus reports whether a response status moves the request to
+// the next route: 429, 5xx and 529.
+func failoverStatus(code int) bool {
+	return code == http.StatusTooManyRequests || code >= 500
+}
+
+// Send tries cands in order and returns the first response that is not a
+// failover status, with the candidate that served it and the routes that
+// failed or were skipped before it.
+//
+// For each candidate it skips targets whose circuit is open or whose
+// retry-after has not passed, calls newReq (which builds a fresh request:
+// method, URL from Target.URL, headers, body with the upstream model), sets
+// the target's static headers, applies its credential, and sends it through
+// the target's transport (connect and first-byte timeouts). Connection
+// errors, timeouts, 429, 5xx and 529 fail over to the next candidate;
+// retry-after on 429/503/529 keeps the target out of rotation until then
+// (capped). Nothing has reached the client at that point: Send only returns
+// once it has a response to relay.
+//
+// When every attempted route answered with a failover status, the last
+// such response is returned (its body buffered) so the client sees the
+// upstream's own error and retry-after; it also appears in the failures.
+// When no route produced a response, Send returns a *SendError. A request
+// context cancelled by the client returns ctx.Err() without recording the
+// target as failed. An error from newReq is returned as is.
+func (rt *Router) Send(ctx context.Context, cands []Candidate, newReq func(Candidate) (*http.Request, error)) (*http.Response, Candidate, []Failure, error) {
+	var (
+		failures    []Failure
+		held        *http.Response
+		heldCand    Candidate
+		lastErr     error
+		lastKind    string
+		soonest     time.Duration
+		allCooldown = true
+	)
+	for _, c := range cands {
+		if err := ctx.Err(); err != nil {
+			closeHeld(held)
+			return nil, c, failures, err
+		}
+		t := c.Target
+		if t == nil || t.health == nil {
+			return nil, c, failures, errors.New("upstream: candidate target does not belong to this router")
+		}
+		now := rt.o.Now()
+		adm := t.health.allow(now)
+		if !adm.ok {
+			wait := adm.until.Sub(now)
+			if soonest == 0 || wait < soonest {
+				soonest = wait
+			}
+			if adm.reason != "rate limited: retry-after not yet passed" {
+				allCooldown = false
+			}
+			failures = append(failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: adm.reason, Skipped: true, RetryAfter: wait})
+			continue
+		}
+		req, err := newReq(c)
+		if err != nil {
+			t.health.release(adm)
+			closeHeld(held)
+			return nil, c, failures, err
+		}
+		if req.URL == nil || req.URL.Scheme != t.base.Scheme || req.URL.Host != t.base.Host {
+			t.health.release(adm)
+			closeHeld(held)
+			return nil, c, failures, fmt.Errorf("upstream %s: request URL does not point at the target's base URL", t.name)
+		}
+		for _, h := range t.headers {
+			req.Header.Set(h[0], h[1])
+		}
+		if err := t.cred.Apply(ctx, req); err != nil {
+			t.health.release(adm)
+			if ctx.Err() != nil {
+				closeHeld(held)
+				return nil, c, failures, ctx.Err()
+			}
+			lastErr, lastKind = err, KindCredential
+			allCooldown = false
+			failures = append(failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: "credential unavailable", Err: err.Error()})
+			rt.o.Logger.Error("upstream credential unavailable", slog.String("upstream", t.name), slog.String("error", err.Error()))
+			continue
+		}
+		start := rt.o.Now()
+		resp, err := t.transport.RoundTrip(req)
+		dur := rt.o.Now().Sub(start)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.health.release(adm)
+				closeHeld(held)
+				return nil, c, failures, ctx.Err()
+			}
+			t.health.failure(rt.o.Now(), adm)
+			reason, kind := "connection error", KindConnection
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				reason, kind = "timeout (connect or first byte)", KindTimeout
+			}
+			lastErr, lastKind = err, kind
+			allCooldown = false
+			failures = append(failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: reason, Err: err.Error(), Duration: dur})
+			rt.o.Logger.Warn("upstream attempt failed", slog.String("upstream", t.name), slog.String("reason", reason), slog.String("error", err.Error()))
+			continue
+		}
+		if !failoverStatus(resp.StatusCode) {
+			t.health.success(adm)
+			if resp.StatusCode == http.StatusUnauthorized {
+				if inv, ok := t.cred.(Invalidator); ok {
+					inv.Invalidate()
+				}
+			}
+			closeHeld(held)
+			return resp, c, failures, nil
+		}
+		// A failover status.
+		ra := retryAfter(resp.Header, rt.o.Now())
+		if ra > rt.o.MaxRetryAfter {
+			ra = rt.o.MaxRetryAfter
+		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			t.health.release(adm) // alive, just throttled
+		} else {
+			t.health.failure(rt.o.Now(), adm)
+		}
+		if ra > 0 {
+			t.health.cooldown(rt.o.Now().Add(ra))
+		}
+		allCooldown = false
+		failures = append(failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Status: resp.StatusCode,
+			Reason: "status " + strconv.Itoa(resp.StatusCode), RetryAfter: ra, Duration: dur})
+		rt.o.Logger.Warn("upstream attempt failed", slog.String("upstream", t.name), slog.Int("status", resp.StatusCode), slog.Duration("retry_after", ra))
+		closeHeld(held)
+		held, heldCand = rt.buffer(resp), c
+	}
+	if held != nil {
+		return held, heldCand, failures, nil
+	}
+	if lastErr == nil {
+		if len(failures) == 0 {
+			return nil, Candidate{}, nil, &SendError{Kind: KindUnavailable, Err: errors.New("no route")}
+		}
+		return nil, Candidate{}, failures, &SendError{Kind: KindUnavailable, Failures: failures, RetryAfter: soonest, RateLimited: allCooldown}
+	}
+	return nil, Candidate{}, failures, &SendError{Kind: lastKind, Failures: failures, Err: lastErr}
+}
+
+// buffer reads a failed response's body (bounded) and closes the
+// connection, so the response can be relayed later if nothing else serves.
+func (rt *Router) buffer(resp *http.Response) *http.Response {
+	// A stalled error body must not hold the request: give it 10 s.
+	stop := time.AfterFunc(10*time.Second, func() { _ = resp.Body.Close() })
+	b, err := io.ReadAll(io.LimitReader(resp.Body, rt.o.MaxErrorBody))
+	stop.Stop()
+	_ = resp.Body.Close()
+	if err != nil {
+		b = nil
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	resp.Header.Del("Transfer-Encoding")
+	resp.TransferEncoding = nil
+	return resp
+}
+
+func closeHeld(r *http.Response) {
+	if r != nil {
+		_ = r.Body.Close()
+	}
+}
+
+// retryAfter parses Retry-After (seconds or an HTTP date), then the
+// Anthropic/OpenAI-style retry-after-ms header.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	if v := h.Get("Retry-After"); v != "" {
+		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 && s < 1e7 {
+			return time.Duration(s * float64(time.Second))
+		}
+		if t, err := http.ParseTime(v); err == nil && t.After(now) {
+			return t.Sub(now)
+		}
+	}
+	if v := h.Get("Retry-After-Ms"); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 && ms < 1e10 {
+			return time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	return 0
+}
