@@ -455,11 +455,20 @@ func (e *Engine) message(c counter, used int64, wait time.Duration) string {
 		return fmt.Sprintf("Token limit reached: %s %d tokens per %s; %d are used or held and this request may need up to %d. %s.", who, c.limit, per, used, c.hold, when)
 	case RuleUSDPerMonth:
 		if tooBig {
-			return fmt.Sprintf("This request may cost up to $%.2f, more than the $%.2f monthly budget of %s. Lower max_tokens or use a cheaper model.", pricing.NanoUSD(c.hold).USD(), pricing.NanoUSD(c.limit).USD(), rule)
+			return fmt.Sprintf("This request may cost up to %s, more than the %s monthly budget of %s. Lower max_tokens or use a cheaper model.", money(c.hold), money(c.limit), rule)
 		}
-		return fmt.Sprintf("Monthly budget reached: %s $%.2f per month; $%.2f is spent or held and this request may cost up to $%.2f. %s.", who, pricing.NanoUSD(c.limit).USD(), pricing.NanoUSD(used).USD(), pricing.NanoUSD(c.hold).USD(), when)
+		return fmt.Sprintf("Monthly budget reached: %s %s per month; %s is spent or held and this request may cost up to %s. %s.", who, money(c.limit), money(used), money(c.hold), when)
 	}
 	return "Usage limit reached. " + when + "."
+}
+
+// money formats nano-dollars for messages: cents, or four decimals below $1.
+func money(n int64) string {
+	usd := pricing.NanoUSD(n).USD()
+	if usd < 1 && usd != 0 {
+		return fmt.Sprintf("$%.4f", usd)
+	}
+	return fmt.Sprintf("$%.2f", usd)
 }
 
 // rateHeaders renders anthropic-ratelimit-* headers from the user's own

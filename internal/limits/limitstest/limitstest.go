@@ -448,3 +448,42 @@ func testEngine(t *testing.T, b limits.Backend) {
 		t.Fatalf("AllowedModels = %v", got)
 	}
 }
+
+// Bench measures one Admit plus Settle through the engine with a typical
+// policy (five per-user limits and one group budget: six counters), serial
+// and parallel. Limits are high enough never to refuse.
+func Bench(b *testing.B, backend limits.Backend) {
+	set, err := policy.New([]policy.Policy{{Name: "all", Models: []string{"claude-sonnet-*"}, MaxOutputTokens: 32000, Limits: policy.Limits{
+		RequestsPerMinute: 1 << 40, TokensPerMinute: 1 << 50, TokensPerDay: 1 << 50, USDPerMonth: 1e8, ConcurrentStreams: 1 << 30}}},
+		[]policy.GroupLimit{{Group: "g", Limits: policy.Limits{USDPerMonth: 1e8}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pb [6]byte
+	_, _ = rand.Read(pb[:])
+	eng, err := limits.NewEngine(limits.Options{Policies: set, Backend: backend, KeyPrefix: "gh-bench-" + hex.EncodeToString(pb[:])})
+	if err != nil {
+		b.Fatal(err)
+	}
+	user := identity.Principal{Key: "tenant/bench-user", Groups: []string{"g", "other-1", "other-2"}}
+	req := limits.Request{Model: "claude-sonnet-4-6", EstimatedInputTokens: 50_000, MaxTokens: 16_000, Stream: true}
+	usage := anthropic.Usage{InputTokens: 100, CacheReadInputTokens: 40_000, OutputTokens: 900}
+	run := func(b *testing.B, next func() bool) {
+		for next() {
+			r, err := eng.Admit(ctx, user, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.Settle(ctx, usage)
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		run(b, func() bool { i++; return i <= b.N })
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) { run(b, pb.Next) })
+	})
+}

@@ -11,3 +11,5 @@ import (
 func TestConformance(t *testing.T) {
 	limitstest.Run(t, func(t *testing.T) limits.Backend { return memory.New() })
 }
+
+func BenchmarkAdmitSettle(b *testing.B) { limitstest.Bench(b, memory.New()) }

@@ -40,3 +40,5 @@ func TestConformance(t *testing.T) {
 	b := newBackend(t)
 	limitstest.Run(t, func(t *testing.T) limits.Backend { return b })
 }
+
+func BenchmarkAdmitSettle(b *testing.B) { limitstest.Bench(b, newBackend(b)) }
