@@ -80,6 +80,9 @@ type User struct {
 type Client struct {
 	ID           string
 	RedirectURIs []string
+	// Secret makes this a confidential client that may use the
+	// client_credentials grant (app-only tokens, e.g. for Microsoft Graph).
+	Secret string
 }
 
 // JWKSMode selects how the key set endpoint of a tenant behaves.

@@ -262,6 +262,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tid string) 
 		s.redeemCode(w, f, tid, clientID)
 	case "refresh_token":
 		s.redeemRefresh(w, f, tid, clientID)
+	case "client_credentials":
+		s.clientCredentials(w, f, tid, clientID)
 	default:
 		entraError(w, http.StatusBadRequest, "unsupported_grant_type", 70003, fmt.Sprintf("The app requested an unsupported grant type '%s'.", f.Get("grant_type")))
 	}
@@ -354,6 +356,36 @@ func (s *Server) redeemRefresh(w http.ResponseWriter, f url.Values, tid, clientI
 		scope = sc
 	}
 	s.issue(w, tid, clientID, scope, "", g.user)
+}
+
+// clientCredentials issues an app-only access token (idtyp "app", no scp)
+// for scope "<resource>/.default" to a confidential client.
+func (s *Server) clientCredentials(w http.ResponseWriter, f url.Values, tid, clientID string) {
+	c, _ := s.findClient(clientID)
+	secret := f.Get("client_secret")
+	if c.Secret == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(c.Secret)) != 1 {
+		entraError(w, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+clientID+"'.")
+		return
+	}
+	scope := f.Get("scope")
+	resource, ok := strings.CutSuffix(scope, "/.default")
+	if !ok || resource == "" {
+		entraError(w, http.StatusBadRequest, "invalid_scope", 1002012, "The provided value for scope "+scope+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+		return
+	}
+	const ttl = time.Hour
+	now := s.opts.Now()
+	claims := map[string]any{
+		"aud": resource, "iss": s.Issuer(tid), "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(ttl).Unix(),
+		"aio": randomID(32), "azp": clientID, "azpacr": "1", "idp": s.Issuer(tid), "idtyp": "app",
+		"oid": pairwiseSub(clientID, "sp")[:36], "roles": []string{"GroupMember.Read.All"},
+		"sub": pairwiseSub(clientID, "sp")[:36], "tid": tid, "uti": randomID(16), "ver": "2.0",
+	}
+	w.Header().Set("Cache-Control", "no-store, no-cache")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"token_type": "Bearer", "expires_in": int(ttl/time.Second) - 1, "ext_expires_in": int(ttl/time.Second) - 1,
+		"access_token": s.Sign(tid, nil, claims),
+	})
 }
 
 var oidcScopes = map[string]bool{"openid": true, "profile": true, "email": true, "offline_access": true}
