@@ -11,6 +11,10 @@ type Identity struct {
 	// Issuer is the OIDC issuer, exactly as it appears in tokens' iss claim,
 	// e.g. https://login.microsoftonline.com/<tenant-id>/v2.0.
 	Issuer string `yaml:"issuer"`
+	// Type is entra or oidc. Default: entra when the issuer is on
+	// login.microsoftonline.com, else oidc. Entra users are keyed on
+	// (tid, oid); others on (iss, sub).
+	Type string `yaml:"type,omitempty"`
 	// Audiences are the accepted aud values: the desktop app's client ID in
 	// ID-token mode, the API's app ID in access-token mode.
 	Audiences []string `yaml:"audiences"`
@@ -53,6 +57,11 @@ func (c *Identity) validate(v *validator) {
 		if strings.TrimSpace(a) == "" {
 			v.add("audiences", "entry %d is empty", i)
 		}
+	}
+	switch c.Type {
+	case "", "entra", "oidc":
+	default:
+		v.add("type", "%q is not entra or oidc", c.Type)
 	}
 	if c.ClockSkew < 0 || c.ClockSkew > 5*time.Minute {
 		v.add("clock_skew", "must be between 0s and 5m")

@@ -1,0 +1,437 @@
+// Command loadbench is Gatehouse's reproducible load benchmark. It starts a
+// stub Anthropic upstream, a bare httputil.ReverseProxy (the floor) and the
+// real gatehouse binary in governed mode (identity with real RS256 tokens,
+// audit at the default durability level; see docs/benchmarks.md), each proxy
+// in its own process, then drives each target at several concurrency levels,
+// streaming and not, and prints a results table: added p50/p99 latency over
+// the direct path, time to first byte, throughput and the gateway's RSS.
+//
+//	go run ./cmd/loadbench -duration 10s -concurrency 1,16,64
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	fakeanthropic "github.com/gatehouse-dev/gatehouse/internal/fake/anthropic"
+	"github.com/gatehouse-dev/gatehouse/internal/fake/idp"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
+		os.Exit(1)
+	}
+}
+
+const (
+	tenant   = "11111111-2222-4333-8444-555555555555"
+	clientID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+)
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadbench", flag.ContinueOnError)
+	mode := fs.String("mode", "bench", "bench | bare-proxy (internal: the floor's process)")
+	upstream := fs.String("upstream", "", "bare-proxy mode: upstream URL")
+	listen := fs.String("listen", "127.0.0.1:0", "bare-proxy mode: listen address")
+	duration := fs.Duration("duration", 10*time.Second, "measurement time per cell")
+	warmup := fs.Duration("warmup", time.Second, "warm-up time per cell")
+	concList := fs.String("concurrency", "1,16,64", "comma-separated concurrency levels")
+	streams := fs.String("stream", "both", "json | stream | both")
+	gatehouseBin := fs.String("gatehouse", "", "path of a built gatehouse binary (default: build ./cmd/gatehouse)")
+	sync := fs.String("sync", "crash", "audit.sync level for the gateway: crash | always")
+	deltas := fs.Int("deltas", 5, "text deltas per streamed response")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *mode == "bare-proxy" {
+		return bareProxy(ctx, *upstream, *listen, stdout)
+	}
+	var levels []int
+	for _, s := range strings.Split(*concList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad -concurrency %q", *concList)
+		}
+		levels = append(levels, n)
+	}
+	dir, err := os.MkdirTemp("", "loadbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	bin := *gatehouseBin
+	if bin == "" {
+		bin = filepath.Join(dir, "gatehouse")
+		fmt.Fprintln(stderr, "building ./cmd/gatehouse ...")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/gatehouse")
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("building gatehouse: %w", err)
+		}
+	}
+
+	key := "sk-bench-key"
+	stub, err := fakeanthropic.Start(fakeanthropic.Options{Key: key, Deltas: *deltas})
+	if err != nil {
+		return err
+	}
+	defer stub.Close()
+	issuer, err := idp.Start(idp.Options{Tenants: []string{tenant}})
+	if err != nil {
+		return err
+	}
+	defer issuer.Close()
+	user := idp.User{OID: "00000000-0000-4000-8000-0000000000be", Name: "Bench User", Username: "bench@contoso.example", Roles: []string{"Claude.User"}}
+	token := issuer.IDToken(tenant, clientID, user, 2*time.Hour)
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bare, bareURL, err := startChild(ctx, self, []string{"-mode", "bare-proxy", "-upstream", stub.URL()}, nil, "BARE_URL=")
+	if err != nil {
+		return fmt.Errorf("bare proxy: %w", err)
+	}
+	defer bare.stop()
+
+	gwAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(dir, "gatehouse.yaml")
+	cfg := fmt.Sprintf(`listen: %s
+identity:
+  type: entra
+  issuer: %s
+  audiences: [%q]
+  required_roles: ["Claude.User"]
+upstreams:
+  - name: stub
+    provider: anthropic
+    base_url: %s
+    api_key: ${env:BENCH_UPSTREAM_KEY}
+models:
+  - id: claude-sonnet-4-6
+audit:
+  sqlite: %s
+  sync: %s
+log:
+  level: warn
+`, gwAddr, issuer.Issuer(tenant), clientID, stub.URL(), filepath.Join(dir, "audit.db"), *sync)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	gw, err := startProcess(ctx, bin, []string{"serve", "--config", cfgPath}, []string{"BENCH_UPSTREAM_KEY=" + key})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer gw.stop()
+	gwURL := "http://" + gwAddr
+	if err := waitReady(ctx, gwURL+"/readyz"); err != nil {
+		return fmt.Errorf("gateway not ready: %w", err)
+	}
+
+	targets := []target{
+		{name: "direct", url: stub.URL(), header: http.Header{"X-Api-Key": {key}}},
+		{name: "bare proxy", url: bareURL, header: http.Header{"X-Api-Key": {key}}},
+		{name: "gatehouse", url: gwURL, header: http.Header{"Authorization": {"Bearer " + token}}, pid: gw.cmd.Process.Pid},
+	}
+	var modes []bool
+	switch *streams {
+	case "json":
+		modes = []bool{false}
+	case "stream":
+		modes = []bool{true}
+	default:
+		modes = []bool{false, true}
+	}
+
+	fmt.Fprintf(stdout, "# loadbench: %d CPU, GOMAXPROCS %d, %s, %s per cell, audit.sync=%s\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), *duration, *sync)
+	fmt.Fprintln(stdout, "| mode | conc | direct p50 | bare p50 / p99 | gatehouse p50 / p99 | added p50 bare → gatehouse (ratio) | TTFB p50 bare / gatehouse | req/s bare / gatehouse (ratio) | gatehouse RSS max | errors |")
+	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, stream := range modes {
+		for _, c := range levels {
+			var res [3]result
+			for i, t := range targets {
+				load(ctx, t, stream, c, *warmup)
+				res[i] = load(ctx, t, stream, c, *duration)
+			}
+			d, b, g := res[0], res[1], res[2]
+			addB, addG := b.p50-d.p50, g.p50-d.p50
+			mode := "json"
+			if stream {
+				mode = "stream"
+			}
+			fmt.Fprintf(stdout, "| %s | %d | %s | %s / %s | %s / %s | %s → %s (%.2fx) | %s / %s | %.0f / %.0f (%.0f%%) | %.1f MB | %d/%d/%d |\n",
+				mode, c, us(d.p50), us(b.p50), us(b.p99), us(g.p50), us(g.p99), us(addB), us(addG), ratio(addG, addB),
+				us(b.ttfb50), us(g.ttfb50), b.rps, g.rps, 100*g.rps/b.rps, float64(g.rssMax)/(1<<20), d.errors, b.errors, g.errors)
+		}
+	}
+	return nil
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d.Nanoseconds())/1000) }
+
+type target struct {
+	name   string
+	url    string
+	header http.Header
+	pid    int
+}
+
+type result struct {
+	n, errors int
+	p50, p99  time.Duration
+	ttfb50    time.Duration
+	rps       float64
+	rssMax    int64
+}
+
+const jsonBody = `{"model":"claude-sonnet-4-6","max_tokens":256,"messages":[{"role":"user","content":"Write one short sentence about gateways."}]}`
+const streamBody = `{"model":"claude-sonnet-4-6","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Write one short sentence about gateways."}]}`
+
+// load runs c workers against t for d and measures every request.
+func load(ctx context.Context, t target, stream bool, c int, d time.Duration) result {
+	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true}
+	client := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	body := jsonBody
+	if stream {
+		body = streamBody
+	}
+	end := time.Now().Add(d)
+	var mu sync.Mutex
+	var lat, ttfb []time.Duration
+	errs := 0
+	var rssMax int64
+	stopRSS := make(chan struct{})
+	var rssWG sync.WaitGroup
+	if t.pid != 0 {
+		rssWG.Add(1)
+		go func() {
+			defer rssWG.Done()
+			for {
+				if r := rss(t.pid); r > rssMax {
+					rssMax = r
+				}
+				select {
+				case <-stopRSS:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < c; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var myLat, myTTFB []time.Duration
+			myErr := 0
+			buf := make([]byte, 32<<10)
+			for time.Now().Before(end) && ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, t.url+"/v1/messages", strings.NewReader(body))
+				for k, v := range t.header {
+					req.Header[k] = v
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("anthropic-version", "2023-06-01")
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					myErr++
+					continue
+				}
+				var first time.Duration
+				for {
+					n, rerr := resp.Body.Read(buf)
+					if n > 0 && first == 0 {
+						first = time.Since(t0)
+					}
+					if rerr != nil {
+						break
+					}
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					myErr++
+					continue
+				}
+				myLat = append(myLat, time.Since(t0))
+				myTTFB = append(myTTFB, first)
+			}
+			mu.Lock()
+			lat = append(lat, myLat...)
+			ttfb = append(ttfb, myTTFB...)
+			errs += myErr
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(stopRSS)
+	rssWG.Wait()
+	return result{n: len(lat), errors: errs, p50: pct(lat, 50), p99: pct(lat, 99), ttfb50: pct(ttfb, 50),
+		rps: float64(len(lat)) / elapsed.Seconds(), rssMax: rssMax}
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[(len(d)-1)*p/100]
+}
+
+// rss returns the resident set size of pid in bytes (Linux).
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// bareProxy is the floor: the standard library's reverse proxy with no
+// identity, no audit and no policy.
+func bareProxy(ctx context.Context, upstream, listen string, stdout io.Writer) error {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		return err
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
+		FlushInterval: -1,
+		Transport:     &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true},
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "BARE_URL=http://%s\n", ln.Addr())
+	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+type child struct{ cmd *exec.Cmd }
+
+func (c *child) stop() {
+	if c.cmd.Process != nil {
+		c.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { c.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			c.cmd.Process.Kill()
+		}
+	}
+}
+
+func startProcess(ctx context.Context, bin string, args, env []string) (*child, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &child{cmd: cmd}, nil
+}
+
+// startChild runs bin and waits for a line "PREFIXvalue" on its stdout.
+func startChild(ctx context.Context, bin string, args, env []string, prefix string) (*child, string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	c := &child{cmd: cmd}
+	buf := make([]byte, 256)
+	var line string
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(line, "\n") && time.Now().Before(deadline) {
+		n, err := out.Read(buf)
+		line += string(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix)
+	if !ok {
+		c.stop()
+		return nil, "", fmt.Errorf("unexpected output %q", line)
+	}
+	go io.Copy(io.Discard, out)
+	return c, v, nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitReady(ctx context.Context, u string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(u)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200", u)
+}

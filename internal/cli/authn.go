@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gatehouse-dev/gatehouse/internal/anthropic"
+	"github.com/gatehouse-dev/gatehouse/internal/authn"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+)
+
+// authAdapter presents authn.Authenticator as the server's Authenticator,
+// turning authn's typed errors into Anthropic-shaped denials.
+type authAdapter struct{ a *authn.Authenticator }
+
+func (ad authAdapter) Authenticate(ctx context.Context, r *http.Request) (identity.Principal, *server.Denial) {
+	p, err := ad.a.Authenticate(ctx, r)
+	if err == nil {
+		return p, nil
+	}
+	var ae *authn.Error
+	if !errors.As(err, &ae) {
+		return identity.Principal{}, &server.Denial{Status: http.StatusUnauthorized, ErrorType: anthropic.AuthenticationError,
+			Reason: "invalid_token", Message: "Your sign-in token could not be verified. Sign in again.", Cause: err}
+	}
+	d := &server.Denial{Status: ae.Status, ErrorType: anthropic.TypeForStatus(ae.Status), Reason: ae.Reason, Message: ae.Message, Cause: ae.Cause}
+	if ae.Status == http.StatusUnauthorized {
+		// RFC 6750, without the internal reason: clients refresh and retry.
+		d.Header = http.Header{"Www-Authenticate": {`Bearer error="invalid_token"`}}
+	}
+	return identity.Principal{}, d
+}
+
+func (ad authAdapter) Ready(ctx context.Context) error { return ad.a.Ready(ctx) }
+func (ad authAdapter) Close()                          { ad.a.Close() }
+
+func buildAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger) (authAdapter, error) {
+	id := cfg.Identity
+	a, err := authn.New(ctx, authn.Options{
+		Providers: []authn.Provider{{
+			Name:           "default",
+			Type:           id.Type,
+			Issuer:         id.Issuer,
+			Audiences:      id.Audiences,
+			AllowedTenants: id.AllowedTenants,
+			RequiredRoles:  id.RequiredRoles,
+			ClockSkew:      id.ClockSkew,
+		}},
+		Logger: log,
+	})
+	if err != nil {
+		return authAdapter{}, err
+	}
+	return authAdapter{a: a}, nil
+}

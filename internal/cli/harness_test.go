@@ -1,0 +1,252 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
+	fakeanthropic "github.com/gatehouse-dev/gatehouse/internal/fake/anthropic"
+	"github.com/gatehouse-dev/gatehouse/internal/fake/idp"
+)
+
+const (
+	testTenant   = "11111111-2222-4333-8444-555555555555"
+	testClientID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+)
+
+var (
+	userAda    = idp.User{OID: "00000000-0000-4000-8000-00000000a0a0", Name: "Ada Lovelace", Username: "ada@contoso.example", Email: "ada@contoso.example", Roles: []string{"Claude.User"}}
+	userNoRole = idp.User{OID: "00000000-0000-4000-8000-00000000b0b0", Name: "Bob NoRole", Username: "bob@contoso.example"}
+)
+
+// syncBuffer is a concurrency-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// harness is one real gateway process-in-a-goroutine, started through Run
+// exactly as `gatehouse serve --config FILE` would be.
+type harness struct {
+	t           *testing.T
+	idp         *idp.Server
+	stub        *fakeanthropic.Server
+	upstreamKey string
+	base        string
+	dir         string
+	cfgPath     string
+	auditPath   string
+	logs        *syncBuffer
+	stop        context.CancelFunc
+	done        chan int
+}
+
+type harnessOptions struct {
+	stub         fakeanthropic.Options
+	upstreamURL  string // overrides the stub as the upstream
+	provider     string // anthropic (default) or foundry
+	extraYAML    string // appended to the configuration
+	serverYAML   string // the server: section body
+	upstreamYAML string // extra keys for the upstream entry
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func startGateway(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan int, 1)}
+	var err error
+	h.idp, err = idp.Start(idp.Options{Tenants: []string{testTenant}, DefaultUser: userAda})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.idp.Close() })
+	if o.provider == "" {
+		o.provider = "anthropic"
+	}
+	h.upstreamKey = "sk-canary-" + randomHex(12)
+	o.stub.Key = h.upstreamKey
+	o.stub.Provider = o.provider
+	h.stub, err = fakeanthropic.Start(o.stub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.stub.Close() })
+	upURL := h.stub.URL()
+	if o.provider == "foundry" {
+		upURL += "/anthropic"
+	}
+	if o.upstreamURL != "" {
+		upURL = o.upstreamURL
+	}
+	addr := freeAddr(t)
+	h.base = "http://" + addr
+	h.auditPath = filepath.Join(h.dir, "audit.db")
+	cfg := fmt.Sprintf(`listen: %s
+identity:
+  type: entra
+  issuer: %s
+  audiences: [%q]
+  required_roles: ["Claude.User"]
+upstreams:
+  - name: primary
+    provider: %s
+    base_url: %s
+    api_key: ${env:TEST_UPSTREAM_KEY}
+%s
+models:
+  - id: claude-sonnet-4-6
+    display_name: Claude Sonnet 4.6
+    upstream_model: sonnet-deployment
+  - id: claude-haiku-4-5
+audit:
+  sqlite: %s
+  flush_interval: 10ms
+log:
+  level: debug
+`, addr, h.idp.Issuer(testTenant), testClientID, o.provider, upURL, indentBlock(o.upstreamYAML, "    "), h.auditPath)
+	if o.serverYAML != "" {
+		cfg += "server:\n" + indentBlock(o.serverYAML, "  ") + "\n"
+	}
+	cfg += o.extraYAML
+	h.cfgPath = filepath.Join(h.dir, "gatehouse.yaml")
+	if err := os.WriteFile(h.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stop = cancel
+	getenv := func(k string) string {
+		if k == "TEST_UPSTREAM_KEY" {
+			return h.upstreamKey
+		}
+		return ""
+	}
+	go func() {
+		h.done <- Run(ctx, []string{"serve", "--config", h.cfgPath}, getenv, nil, h.logs, h.logs)
+	}()
+	t.Cleanup(func() { h.shutdown() })
+	h.waitReady()
+	return h
+}
+
+func indentBlock(s, pfx string) string {
+	if s == "" {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := range lines {
+		lines[i] = pfx + lines[i]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (h *harness) waitReady() {
+	h.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case code := <-h.done:
+			h.done <- code
+			h.t.Fatalf("gateway exited with %d:\n%s", code, h.logs.String())
+		default:
+		}
+		resp, err := http.Get(h.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("gateway not ready:\n%s", h.logs.String())
+}
+
+// shutdown stops the gateway like SIGTERM and returns its exit code.
+func (h *harness) shutdown() int {
+	if h.stop == nil {
+		return <-h.done
+	}
+	h.stop()
+	h.stop = nil
+	select {
+	case code := <-h.done:
+		h.done <- code
+		return code
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("gateway did not stop")
+		return -1
+	}
+}
+
+// token mints an ID token for u, as Claude Desktop would send it.
+func (h *harness) token(u idp.User) string {
+	return h.idp.IDToken(testTenant, testClientID, u, time.Hour)
+}
+
+// records stops the gateway (which flushes its audit queue, as on SIGTERM)
+// and reads the whole audit trail.
+func (h *harness) records() []audit.Record {
+	h.t.Helper()
+	if code := h.shutdown(); code != 0 {
+		h.t.Fatalf("gateway exited %d:\n%s", code, h.logs.String())
+	}
+	st, err := auditsqlite.Open(context.Background(), auditsqlite.Options{Path: h.auditPath})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.List(context.Background(), audit.Filter{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return recs
+}
+
+func (h *harness) post(path, token string, body string, hdr map[string]string) *http.Response {
+	h.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, h.base+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("anthropic-version", "2023-06-01")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}

@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+)
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "serve", "--config FILE")
+	path := fs.String("config", "", "configuration file (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e, *path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(e.stderr, cfg.Log)
+	return serve(ctx, cfg, log, nil)
+}
+
+// serve runs the gateway until ctx ends. When ready is non-nil it receives
+// the bound address once the listener is up.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(addr net.Addr)) error {
+	g, err := buildGateway(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		g.close(context.Background())
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	srv := server.NewHTTPServer(g.handler, server.HTTPOptions{
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		ReadTimeout:       cfg.Server.ReadTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
+		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+		Logger:            log,
+	})
+	log.Info("gatehouse listening", slog.String("addr", ln.Addr().String()), slog.Int("models", len(cfg.Models)), slog.Int("upstreams", len(cfg.Upstreams)))
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	serveErr := server.Serve(ctx, srv, ln, 30*time.Second)
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	closeErr := g.close(cctx)
+	if serveErr != nil {
+		return serveErr
+	}
+	if closeErr != nil {
+		return closeErr
+	}
+	log.Info("gatehouse stopped cleanly")
+	return nil
+}
