@@ -37,6 +37,11 @@ func commands() []command {
 		{"config validate", "check a configuration file and print it with secrets redacted", runConfigValidate},
 		{"version", "print the version", runVersion},
 		{"usage", "report tokens, requests and cost per user, group or model from the audit store", runUsage},
+		{"profile", "generate Claude Desktop / Claude Code managed profiles (mobileconfig, reg, json)", runProfile},
+		{"login", "sign in to the identity provider for the credential helper", runLogin},
+		{"token", "print the user's token (Claude Code apiKeyHelper, Desktop inferenceCredentialHelper)", runToken},
+		{"logout", "forget the credential helper's cached tokens", runLogout},
+		{"entra register", "create or update the Entra ID app registration through Microsoft Graph", runEntraRegister},
 	}
 }
 

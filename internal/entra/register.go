@@ -16,6 +16,7 @@ package entra
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -563,4 +564,13 @@ func sortedKeys(m map[string]any) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// NewGUID returns a random GUID, for new app role and scope IDs.
+func NewGUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails
+	b[6] = (b[6] & 0x0f) | 0x40
+	b[8] = (b[8] & 0x3f) | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
