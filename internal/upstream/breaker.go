@@ -34,6 +34,10 @@ type BreakerOptions struct {
 	FailureThreshold int
 	OpenDuration     time.Duration
 	MaxOpenDuration  time.Duration
+	// Strict makes Send answer 503 when every route's circuit is open.
+	// Default (false): it then tries the first route anyway ("panic
+	// mode"), so the client sees the upstream's own answer.
+	Strict bool
 }
 
 func (o *BreakerOptions) normalize() {
@@ -69,10 +73,12 @@ func newBreaker(o BreakerOptions, onChange func(from, to State)) *breaker {
 
 // admission is the result of allow.
 type admission struct {
-	ok     bool
-	probe  bool
-	reason string
-	until  time.Time // when the target may be tried again (ok == false)
+	ok       bool
+	probe    bool
+	forced   bool // panic mode: sent although the circuit is open
+	cooldown bool // refused for retry-after
+	reason   string
+	until    time.Time // when the target may be tried again (ok == false)
 }
 
 func (b *breaker) setLocked(s State) {
@@ -90,7 +96,7 @@ func (b *breaker) allow(now time.Time) admission {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if now.Before(b.cooldownUntil) {
-		return admission{reason: "rate limited: retry-after not yet passed", until: b.cooldownUntil}
+		return admission{reason: "rate limited: retry-after not yet passed", until: b.cooldownUntil, cooldown: true}
 	}
 	switch b.state {
 	case Open:
@@ -117,7 +123,7 @@ func (b *breaker) success(a admission) {
 	if a.probe {
 		b.probing = false
 	}
-	if a.probe || b.state == Closed {
+	if a.probe || a.forced || b.state == Closed {
 		b.failures = 0
 		b.openFor = b.o.OpenDuration
 		b.setLocked(Closed)

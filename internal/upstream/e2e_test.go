@@ -554,3 +554,49 @@ func TestSendRefusesForeignURL(t *testing.T) {
 		t.Errorf("URL = %s", got)
 	}
 }
+
+func TestAllRoutesUnavailable(t *testing.T) {
+	cases := []struct {
+		name       string
+		strict     bool
+		firstMode  int32
+		wantStatus int
+		wantHits   int32 // upstream hits for the second request
+		wantBody   string
+	}{
+		{"panic mode: open circuit still tried, success closes it", false, mode500, 200, 1, "message_stop"},
+		{"strict: open circuit answers 503", true, mode500, 503, 0, "overloaded_error"},
+		{"retry-after pending answers 429", false, mode429, 429, 0, "rate_limit_error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			u := newFakeUpstream(t, "only")
+			tg := newTarget(t, "only", u.srv.URL, &headerCred{key: "key-only"}, upstream.TargetOptions{})
+			rt, err := upstream.NewRouter(upstream.RouterOptions{Targets: []*upstream.Target{tg},
+				Models:  map[string][]upstream.Route{"claude-sonnet-4-6": {{Upstream: "only", UpstreamModel: "m"}}},
+				Breaker: upstream.BreakerOptions{FailureThreshold: 1, Strict: tc.strict}, Now: clk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gw := gateway(t, rt, time.Second).URL
+			u.mode.Store(tc.firstMode)
+			if r := post(t, gw, nil); r.status != map[int32]int{mode500: 500, mode429: 429}[tc.firstMode] {
+				t.Fatalf("first request: %d %s (the upstream's own answer is relayed)", r.status, r.body)
+			}
+			u.mode.Store(modeOK)
+			clk.Advance(time.Second)
+			before := u.hits.Load()
+			r := post(t, gw, nil)
+			if r.status != tc.wantStatus || u.hits.Load()-before != tc.wantHits || !strings.Contains(r.body, tc.wantBody) {
+				t.Fatalf("second request: %d %q, upstream hits %d", r.status, r.body, u.hits.Load()-before)
+			}
+			if tc.wantStatus == 429 && r.header.Get("retry-after") != "59" {
+				t.Errorf("retry-after = %q, want the remaining 59s", r.header.Get("retry-after"))
+			}
+			if tc.wantStatus == 200 && tg.State() != upstream.Closed {
+				t.Errorf("state = %v after a successful panic-mode attempt", tg.State())
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -110,6 +111,11 @@ func failoverStatus(code int) bool {
 // (capped). Nothing has reached the client at that point: Send only returns
 // once it has a response to relay.
 //
+// When every route was skipped for an open circuit (none for retry-after
+// alone), Send still tries the first of them unless Breaker.Strict is set
+// (Envoy's "panic mode"): a single-upstream model then relays the
+// upstream's real answer instead of 503s until the open period ends.
+//
 // When every attempted route answered with a failover status, the last
 // such response is returned (its body buffered) so the client sees the
 // upstream's own error and retry-after; it also appears in the failures.
@@ -117,124 +123,163 @@ func failoverStatus(code int) bool {
 // context cancelled by the client returns ctx.Err() without recording the
 // target as failed. An error from newReq is returned as is.
 func (rt *Router) Send(ctx context.Context, cands []Candidate, newReq func(Candidate) (*http.Request, error)) (*http.Response, Candidate, []Failure, error) {
-	var (
-		failures    []Failure
-		held        *http.Response
-		heldCand    Candidate
-		lastErr     error
-		lastKind    string
-		soonest     time.Duration
-		allCooldown = true
-	)
+	st := &sendState{rt: rt, newReq: newReq, allCooldown: true}
+	var circuitOpen []Candidate // skipped only because their circuit is open
 	for _, c := range cands {
-		if err := ctx.Err(); err != nil {
-			closeHeld(held)
-			return nil, c, failures, err
-		}
-		t := c.Target
-		if t == nil || t.health == nil {
-			return nil, c, failures, errors.New("upstream: candidate target does not belong to this router")
+		if c.Target == nil || c.Target.health == nil {
+			st.closeHeld()
+			return nil, c, st.failures, errors.New("upstream: candidate target does not belong to this router")
 		}
 		now := rt.o.Now()
-		adm := t.health.allow(now)
+		adm := c.Target.health.allow(now)
 		if !adm.ok {
 			wait := adm.until.Sub(now)
-			if soonest == 0 || wait < soonest {
-				soonest = wait
+			if st.soonest == 0 || wait < st.soonest {
+				st.soonest = wait
 			}
-			if adm.reason != "rate limited: retry-after not yet passed" {
-				allCooldown = false
+			if adm.cooldown {
+				// retry-after is honoured strictly
+			} else {
+				st.allCooldown = false
+				circuitOpen = append(circuitOpen, c)
 			}
-			failures = append(failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: adm.reason, Skipped: true, RetryAfter: wait})
+			st.failures = append(st.failures, Failure{Upstream: c.Target.name, UpstreamModel: c.UpstreamModel, Reason: adm.reason, Skipped: true, RetryAfter: wait})
 			continue
 		}
-		req, err := newReq(c)
-		if err != nil {
-			t.health.release(adm)
-			closeHeld(held)
-			return nil, c, failures, err
+		if resp, done, err := st.attempt(ctx, c, adm); done {
+			return resp, c, st.failures, err
 		}
-		if req.URL == nil || req.URL.Scheme != t.base.Scheme || req.URL.Host != t.base.Host {
-			t.health.release(adm)
-			closeHeld(held)
-			return nil, c, failures, fmt.Errorf("upstream %s: request URL does not point at the target's base URL", t.name)
-		}
-		for _, h := range t.headers {
-			req.Header.Set(h[0], h[1])
-		}
-		if err := t.cred.Apply(ctx, req); err != nil {
-			t.health.release(adm)
-			if ctx.Err() != nil {
-				closeHeld(held)
-				return nil, c, failures, ctx.Err()
-			}
-			lastErr, lastKind = err, KindCredential
-			allCooldown = false
-			failures = append(failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: "credential unavailable", Err: err.Error()})
-			rt.o.Logger.Error("upstream credential unavailable", slog.String("upstream", t.name), slog.String("error", err.Error()))
-			continue
-		}
-		start := rt.o.Now()
-		resp, err := t.transport.RoundTrip(req)
-		dur := rt.o.Now().Sub(start)
-		if err != nil {
-			if ctx.Err() != nil {
-				t.health.release(adm)
-				closeHeld(held)
-				return nil, c, failures, ctx.Err()
-			}
-			t.health.failure(rt.o.Now(), adm)
-			reason, kind := "connection error", KindConnection
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				reason, kind = "timeout (connect or first byte)", KindTimeout
-			}
-			lastErr, lastKind = err, kind
-			allCooldown = false
-			failures = append(failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: reason, Err: err.Error(), Duration: dur})
-			rt.o.Logger.Warn("upstream attempt failed", slog.String("upstream", t.name), slog.String("reason", reason), slog.String("error", err.Error()))
-			continue
-		}
-		if !failoverStatus(resp.StatusCode) {
-			t.health.success(adm)
-			if resp.StatusCode == http.StatusUnauthorized {
-				if inv, ok := t.cred.(Invalidator); ok {
-					inv.Invalidate()
-				}
-			}
-			closeHeld(held)
-			return resp, c, failures, nil
-		}
-		// A failover status.
-		ra := retryAfter(resp.Header, rt.o.Now())
-		if ra > rt.o.MaxRetryAfter {
-			ra = rt.o.MaxRetryAfter
-		}
-		if resp.StatusCode == http.StatusTooManyRequests {
-			t.health.release(adm) // alive, just throttled
-		} else {
-			t.health.failure(rt.o.Now(), adm)
-		}
-		if ra > 0 {
-			t.health.cooldown(rt.o.Now().Add(ra))
-		}
-		allCooldown = false
-		failures = append(failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Status: resp.StatusCode,
-			Reason: "status " + strconv.Itoa(resp.StatusCode), RetryAfter: ra, Duration: dur})
-		rt.o.Logger.Warn("upstream attempt failed", slog.String("upstream", t.name), slog.Int("status", resp.StatusCode), slog.Duration("retry_after", ra))
-		closeHeld(held)
-		held, heldCand = rt.buffer(resp), c
 	}
-	if held != nil {
-		return held, heldCand, failures, nil
+	// Panic mode: every route that could be tried had an open circuit and
+	// none produced a response. Rather than answer synthetic errors until an
+	// open period ends, try the first such route (the outcome closes its
+	// circuit on success, like a probe).
+	if st.held == nil && st.lastErr == nil && len(circuitOpen) > 0 && !rt.o.Breaker.Strict {
+		c := circuitOpen[0]
+		st.failures = slices.DeleteFunc(st.failures, func(f Failure) bool { return f.Skipped && f.Upstream == c.Target.name })
+		rt.o.Logger.Warn("every upstream circuit is open: trying one anyway", slog.String("upstream", c.Target.name))
+		if resp, done, err := st.attempt(ctx, c, admission{ok: true, forced: true}); done {
+			return resp, c, st.failures, err
+		}
 	}
-	if lastErr == nil {
-		if len(failures) == 0 {
+	if st.held != nil {
+		return st.held, st.heldCand, st.failures, nil
+	}
+	if st.lastErr == nil {
+		if len(st.failures) == 0 {
 			return nil, Candidate{}, nil, &SendError{Kind: KindUnavailable, Err: errors.New("no route")}
 		}
-		return nil, Candidate{}, failures, &SendError{Kind: KindUnavailable, Failures: failures, RetryAfter: soonest, RateLimited: allCooldown}
+		return nil, Candidate{}, st.failures, &SendError{Kind: KindUnavailable, Failures: st.failures, RetryAfter: st.soonest, RateLimited: st.allCooldown}
 	}
-	return nil, Candidate{}, failures, &SendError{Kind: lastKind, Failures: failures, Err: lastErr}
+	return nil, Candidate{}, st.failures, &SendError{Kind: st.lastKind, Failures: st.failures, Err: st.lastErr}
+}
+
+// sendState is one Send call's progress.
+type sendState struct {
+	rt          *Router
+	newReq      func(Candidate) (*http.Request, error)
+	failures    []Failure
+	held        *http.Response
+	heldCand    Candidate
+	lastErr     error
+	lastKind    string
+	soonest     time.Duration
+	allCooldown bool
+}
+
+func (st *sendState) closeHeld() {
+	if st.held != nil {
+		_ = st.held.Body.Close()
+		st.held = nil
+	}
+}
+
+// attempt sends to one candidate. done reports that Send must return
+// (resp, err) now: a response to relay, the client gone, or a caller error.
+func (st *sendState) attempt(ctx context.Context, c Candidate, adm admission) (resp *http.Response, done bool, err error) {
+	rt, t := st.rt, c.Target
+	if err := ctx.Err(); err != nil {
+		t.health.release(adm)
+		st.closeHeld()
+		return nil, true, err
+	}
+	req, err := st.newReq(c)
+	if err != nil {
+		t.health.release(adm)
+		st.closeHeld()
+		return nil, true, err
+	}
+	if req.URL == nil || req.URL.Scheme != t.base.Scheme || req.URL.Host != t.base.Host {
+		t.health.release(adm)
+		st.closeHeld()
+		return nil, true, fmt.Errorf("upstream %s: request URL does not point at the target's base URL", t.name)
+	}
+	for _, h := range t.headers {
+		req.Header.Set(h[0], h[1])
+	}
+	if err := t.cred.Apply(ctx, req); err != nil {
+		t.health.release(adm)
+		if ctx.Err() != nil {
+			st.closeHeld()
+			return nil, true, ctx.Err()
+		}
+		st.lastErr, st.lastKind = err, KindCredential
+		st.allCooldown = false
+		st.failures = append(st.failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: "credential unavailable", Err: err.Error()})
+		rt.o.Logger.Error("upstream credential unavailable", slog.String("upstream", t.name), slog.String("error", err.Error()))
+		return nil, false, nil
+	}
+	start := rt.o.Now()
+	resp, err = t.transport.RoundTrip(req)
+	dur := rt.o.Now().Sub(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			t.health.release(adm)
+			st.closeHeld()
+			return nil, true, ctx.Err()
+		}
+		t.health.failure(rt.o.Now(), adm)
+		reason, kind := "connection error", KindConnection
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			reason, kind = "timeout (connect or first byte)", KindTimeout
+		}
+		st.lastErr, st.lastKind = err, kind
+		st.allCooldown = false
+		st.failures = append(st.failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: reason, Err: err.Error(), Duration: dur})
+		rt.o.Logger.Warn("upstream attempt failed", slog.String("upstream", t.name), slog.String("reason", reason), slog.String("error", err.Error()))
+		return nil, false, nil
+	}
+	if !failoverStatus(resp.StatusCode) {
+		t.health.success(adm)
+		if resp.StatusCode == http.StatusUnauthorized {
+			if inv, ok := t.cred.(Invalidator); ok {
+				inv.Invalidate()
+			}
+		}
+		st.closeHeld()
+		return resp, true, nil
+	}
+	// A failover status: remember the answer, cool down on retry-after.
+	ra := retryAfter(resp.Header, rt.o.Now())
+	if ra > rt.o.MaxRetryAfter {
+		ra = rt.o.MaxRetryAfter
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		t.health.release(adm) // alive, just throttled
+	} else {
+		t.health.failure(rt.o.Now(), adm)
+	}
+	if ra > 0 {
+		t.health.cooldown(rt.o.Now().Add(ra))
+	}
+	st.allCooldown = false
+	st.failures = append(st.failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Status: resp.StatusCode,
+		Reason: "status " + strconv.Itoa(resp.StatusCode), RetryAfter: ra, Duration: dur})
+	rt.o.Logger.Warn("upstream attempt failed", slog.String("upstream", t.name), slog.Int("status", resp.StatusCode), slog.Duration("retry_after", ra))
+	st.closeHeld()
+	st.held, st.heldCand = rt.buffer(resp), c
+	return nil, false, nil
 }
 
 // buffer reads a failed response's body (bounded) and closes the
@@ -254,12 +299,6 @@ func (rt *Router) buffer(resp *http.Response) *http.Response {
 	resp.Header.Del("Transfer-Encoding")
 	resp.TransferEncoding = nil
 	return resp
-}
-
-func closeHeld(r *http.Response) {
-	if r != nil {
-		_ = r.Body.Close()
-	}
 }
 
 // retryAfter parses Retry-After (seconds or an HTTP date), then the
