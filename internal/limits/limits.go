@@ -247,6 +247,7 @@ type Reservation struct {
 	reserved   bool // the backend holds the ops (false: failed open)
 	maxOut     int64
 	policyName string
+	groups     []string
 	headers    http.Header
 	shadow     *Denial
 	once       sync.Once
@@ -303,6 +304,7 @@ func (e *Engine) Admit(ctx context.Context, p identity.Principal, req Request) (
 		failOpen = false
 	}
 	for _, g := range eff.Groups {
+		r.groups = append(r.groups, g.Group)
 		n := len(r.ops)
 		e.addScope(r, now, "group", g.Name, g.Group, "g:"+HashKey(g.Group), g.Limits, g.Shadow)
 		if len(r.ops) > n && !g.FailOpen {
@@ -371,6 +373,28 @@ func (e *Engine) logDenial(p identity.Principal, req Request, d *Denial) {
 func HashKey(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:12])
+}
+
+// CounterKey returns the backend key of one counter: scope "u" with a
+// user key or "g" with a group ID, rule one of the windowed Rule constants
+// (or RuleConcurrentStreams), for the window containing at. Tests and
+// diagnostics read counters with it.
+func (e *Engine) CounterKey(scope, id, rule string, at time.Time) string {
+	t := at.In(e.loc)
+	base := e.prefix + ":" + scope + ":" + HashKey(id) + ":"
+	switch rule {
+	case RuleRequestsPerMinute:
+		return base + "rpm:" + strconv.FormatInt(t.Truncate(time.Minute).Unix(), 10)
+	case RuleTokensPerMinute:
+		return base + "tpm:" + strconv.FormatInt(t.Truncate(time.Minute).Unix(), 10)
+	case RuleTokensPerDay:
+		return base + "tpd:" + t.Format("20060102")
+	case RuleUSDPerMonth:
+		return base + "usd:" + t.Format("200601")
+	case RuleConcurrentStreams:
+		return base + "conc"
+	}
+	return ""
 }
 
 func (e *Engine) addScope(r *Reservation, now time.Time, scope, name, group, id string, l policy.Limits, soft bool) {
@@ -527,6 +551,15 @@ func (r *Reservation) Policy() string {
 		return ""
 	}
 	return r.policyName
+}
+
+// Groups returns the IDs of the groups whose group limits counted this
+// request (for the audit record, so reports by group agree with limits).
+func (r *Reservation) Groups() []string {
+	if r == nil {
+		return nil
+	}
+	return r.groups
 }
 
 // ShadowDenial returns the denial a shadow-mode rule would have made, or

@@ -115,7 +115,7 @@ func TestFailClosedAndOpen(t *testing.T) {
 	// slot is released.
 	fb.set(false)
 	r.Settle(ctx, anthropic.Usage{InputTokens: 700, OutputTokens: 300})
-	res, err := mem.Reserve(ctx, "peek", now.Now(), []limits.Op{{Key: "gatehouse:u:" + limits.HashKey("t/l") + ":tpd:20261124", Limit: -1, TTL: time.Hour}})
+	res, err := mem.Reserve(ctx, "peek", now.Now(), []limits.Op{{Key: e.CounterKey("u", "t/l", limits.RuleTokensPerDay, now.Now()), Limit: -1, TTL: time.Hour}})
 	if err != nil || res.Values[0] != 1000 {
 		t.Fatalf("usage admitted while the store was down: %+v %v", res, err)
 	}

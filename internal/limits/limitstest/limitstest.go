@@ -340,9 +340,12 @@ func testEngineConcurrent(t *testing.T, b limits.Backend) {
 		t.Fatalf("overspent the group budget: %s > $1.50", cost)
 	}
 	// The counters hold exactly the real usage (holds were released).
-	dayKey := strings.TrimSuffix(p, ":") + ":u:" + limits.HashKey(user.Key) + ":tpd:20261124"
-	usdKey := strings.TrimSuffix(p, ":") + ":g:" + limits.HashKey("g1") + ":usd:202611"
-	concKey := strings.TrimSuffix(p, ":") + ":u:" + limits.HashKey(user.Key) + ":conc"
+	dayKey := eng.CounterKey("u", user.Key, limits.RuleTokensPerDay, clock.Now())
+	usdKey := eng.CounterKey("g", "g1", limits.RuleUSDPerMonth, clock.Now())
+	concKey := eng.CounterKey("u", user.Key, limits.RuleConcurrentStreams, clock.Now())
+	if want := strings.TrimSuffix(p, ":") + ":u:" + limits.HashKey(user.Key) + ":tpd:20261124"; dayKey != want {
+		t.Fatalf("CounterKey = %q, want %q", dayKey, want)
+	}
 	r := mustReserve(t, b, "check", clock.Now(), counter(dayKey, 0, -1), counter(usdKey, 0, -1),
 		limits.Op{Key: concKey, Kind: limits.Lease, Amount: 0, Limit: -1, TTL: time.Minute})
 	eq(t, "counters after settle (tokens, group nano-USD, open streams)", r.Values, tokens, int64(cost), 0)
