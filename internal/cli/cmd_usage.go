@@ -54,8 +54,8 @@ func buildGovernance(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	var ps []policy.Policy
 	for _, p := range cfg.Policies {
 		ps = append(ps, policy.Policy{
-			Name: p.Name,
-			Match: policy.Match{Groups: p.Match.Groups, Roles: p.Match.Roles, Users: p.Match.Users, Tenants: p.Match.Tenants},
+			Name:   p.Name,
+			Match:  policy.Match{Groups: p.Match.Groups, Roles: p.Match.Roles, Users: p.Match.Users, Tenants: p.Match.Tenants},
 			Models: p.Models, MaxOutputTokens: p.MaxOutputTokens, Limits: toPolicyLimits(p.Limits),
 			Shadow: p.Mode == config.PolicyModeShadow, FailOpen: p.FailMode == config.FailOpen,
 		})

@@ -155,12 +155,11 @@ func TestUsageReportAgreesWithLimits(t *testing.T) {
 			}
 			return r.Values[0]
 		}
-		h := limits.HashKey(u.Key)
-		if want := peek("gatehouse:u:" + h + ":tpd:" + now.Format("20060102")); tokens != want {
+		if want := peek(gov.Engine.CounterKey("u", u.Key, limits.RuleTokensPerDay, now)); tokens != want {
 			t.Errorf("%s: report says %d tokens today, tokens_per_day counted %d", u.Key, tokens, want)
 		}
 		costNano := parseUSD(t, month[u.Key][11])
-		if want := pricing.NanoUSD(peek("gatehouse:u:" + h + ":usd:" + now.Format("200601"))); diff(costNano, want) > 1000 { // CSV has 6 decimals
+		if want := pricing.NanoUSD(peek(gov.Engine.CounterKey("u", u.Key, limits.RuleUSDPerMonth, now))); diff(costNano, want) > 1000 { // CSV has 6 decimals
 			t.Errorf("%s: report says %s this month, usd_per_month counted %s", u.Key, costNano, want)
 		}
 	}
