@@ -57,14 +57,18 @@ type Record struct {
 
 	// Outcome.
 	Status            int     `json:"status"`
-	ErrorType         string  `json:"error_type,omitempty"`   // Anthropic error type returned to the client
-	Reason            string  `json:"reason,omitempty"`       // gateway reason code, e.g. "token_expired"
-	LatencyMS         float64 `json:"latency_ms"`             // arrival to last byte
-	TTFBMS            float64 `json:"ttfb_ms,omitempty"`      // arrival to first response byte
+	ErrorType         string  `json:"error_type,omitempty"` // Anthropic error type returned to the client
+	Reason            string  `json:"reason,omitempty"`     // gateway reason code, e.g. "token_expired"
+	LatencyMS         float64 `json:"latency_ms"`           // arrival to last byte
+	TTFBMS            float64 `json:"ttfb_ms,omitempty"`    // arrival to first response byte
 	UpstreamRequestID string  `json:"upstream_request_id,omitempty"`
 
 	Usage   anthropic.Usage `json:"usage"`
 	CostUSD float64         `json:"cost_usd,omitempty"`
+
+	// Instance names the gateway process that wrote the record (host name
+	// or replica id); recovery after a crash closes only its own records.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Filter selects records for List.
@@ -75,7 +79,9 @@ type Filter struct {
 	Model      string
 	Status     int
 	DeniedOnly bool
-	Limit      int // 0 = no limit
+	Limit      int    // 0 = no limit
+	RequestID  string // exact request id; empty = any
+	State      State  // exact state; empty = any
 }
 
 // Store is a durable audit backend. Implementations: audit/sqlite,
@@ -92,6 +98,16 @@ type Store interface {
 	List(ctx context.Context, f Filter) ([]Record, error)
 	// Close releases resources.
 	Close() error
+}
+
+// Recoverer is implemented by stores that can close records left begun by a
+// crashed gateway. The gateway calls Recover once at start-up, before it
+// serves traffic; `gatehouse audit list` never does.
+type Recoverer interface {
+	// Recover marks every record still in state begun and written by
+	// instance (every instance when empty) as StateUnfinished and returns
+	// how many it changed.
+	Recover(ctx context.Context, instance string) (int, error)
 }
 
 // Clock returns the current time; tests inject their own.

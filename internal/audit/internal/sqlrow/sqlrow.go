@@ -1,0 +1,117 @@
+// Package sqlrow maps audit.Record onto the SQL column layout shared by the
+// SQLite and PostgreSQL stores, and builds List queries for both dialects.
+package sqlrow
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+)
+
+// Columns are the record columns after seq, in Args/Scan order.
+var Columns = []string{
+	"request_id", "time_ns", "state", "method", "path",
+	"user_key", "tenant_id", "object_id", "subject", "issuer", "user_name",
+	"user_agent", "session_id", "client_ip",
+	"model", "upstream_model", "upstream", "stream",
+	"status", "error_type", "reason", "latency_ms", "ttfb_ms", "upstream_request_id",
+	"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+	"cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens",
+	"cost_usd", "instance",
+}
+
+// Args returns rec's values in Columns order.
+func Args(r *audit.Record) []any {
+	return []any{
+		r.RequestID, r.Time.UnixNano(), string(r.State), r.Method, r.Path,
+		r.UserKey, r.TenantID, r.ObjectID, r.Subject, r.Issuer, r.UserName,
+		r.UserAgent, r.SessionID, r.ClientIP,
+		r.Model, r.UpstreamModel, r.Upstream, r.Stream,
+		r.Status, r.ErrorType, r.Reason, r.LatencyMS, r.TTFBMS, r.UpstreamRequestID,
+		r.Usage.InputTokens, r.Usage.OutputTokens, r.Usage.CacheCreationInputTokens, r.Usage.CacheReadInputTokens,
+		r.Usage.CacheCreation5m, r.Usage.CacheCreation1h,
+		r.CostUSD, r.Instance,
+	}
+}
+
+// Scanner is *sql.Rows or pgx.Rows.
+type Scanner interface{ Scan(dest ...any) error }
+
+// Scan reads "seq, Columns..." into a Record.
+func Scan(s Scanner) (audit.Record, error) {
+	var r audit.Record
+	var ns int64
+	var state string
+	err := s.Scan(&r.Seq,
+		&r.RequestID, &ns, &state, &r.Method, &r.Path,
+		&r.UserKey, &r.TenantID, &r.ObjectID, &r.Subject, &r.Issuer, &r.UserName,
+		&r.UserAgent, &r.SessionID, &r.ClientIP,
+		&r.Model, &r.UpstreamModel, &r.Upstream, &r.Stream,
+		&r.Status, &r.ErrorType, &r.Reason, &r.LatencyMS, &r.TTFBMS, &r.UpstreamRequestID,
+		&r.Usage.InputTokens, &r.Usage.OutputTokens, &r.Usage.CacheCreationInputTokens, &r.Usage.CacheReadInputTokens,
+		&r.Usage.CacheCreation5m, &r.Usage.CacheCreation1h,
+		&r.CostUSD, &r.Instance)
+	r.Time = time.Unix(0, ns).UTC()
+	r.State = audit.State(state)
+	return r, err
+}
+
+// SelectList is "seq, Columns..." joined for a SELECT.
+func SelectList() string { return "seq, " + strings.Join(Columns, ", ") }
+
+// Where builds the WHERE clause (with leading " WHERE " when non-empty) and
+// its arguments for f. ph(n) renders the n-th placeholder (1-based).
+func Where(f audit.Filter, ph func(int) string) (string, []any) {
+	var conds []string
+	var args []any
+	add := func(cond string, vals ...any) {
+		parts := strings.Split(cond, "?")
+		var b strings.Builder
+		for i, p := range parts {
+			b.WriteString(p)
+			if i < len(parts)-1 {
+				args = append(args, vals[i])
+				b.WriteString(ph(len(args)))
+			}
+		}
+		conds = append(conds, b.String())
+	}
+	if f.UserKey != "" {
+		add("(user_key = ? OR object_id = ? OR user_name = ?)", f.UserKey, f.UserKey, f.UserKey)
+	}
+	if !f.Since.IsZero() {
+		add("time_ns >= ?", f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		add("time_ns < ?", f.Until.UnixNano())
+	}
+	if f.Model != "" {
+		add("model = ?", f.Model)
+	}
+	if f.Status != 0 {
+		add("status = ?", f.Status)
+	}
+	if f.RequestID != "" {
+		add("request_id = ?", f.RequestID)
+	}
+	if f.State != "" {
+		add("state = ?", string(f.State))
+	}
+	if f.DeniedOnly {
+		add("state = ?", string(audit.StateDenied))
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// Limit renders " LIMIT n" or "".
+func Limit(f audit.Filter) string {
+	if f.Limit <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" LIMIT %d", f.Limit)
+}

@@ -1,0 +1,446 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrUnavailable is returned by Recorder.Begin when the record could not be
+// written durably and the recorder fails closed. The gateway answers
+// 503 api_error and does not forward the request. The store's error is
+// wrapped for logging; it is never shown to clients.
+var ErrUnavailable = errors.New("audit store unavailable")
+
+// ErrClosed is wrapped (together with ErrUnavailable) by Begin after Close.
+var ErrClosed = errors.New("audit recorder closed")
+
+// RecorderOptions configures a Recorder. Zero values are the documented
+// defaults.
+type RecorderOptions struct {
+	// Store is where records are written. Required. The Recorder does not
+	// close it.
+	Store Store
+	// FailOpen serves requests when the store cannot be written: Begin
+	// returns nil, the gap is counted in Stats().Gaps and logged. Default
+	// false: fail closed (Begin returns ErrUnavailable).
+	FailOpen bool
+	// FlushInterval bounds how long a finished record waits before its batch
+	// is written. Default 100ms.
+	FlushInterval time.Duration
+	// MaxBatch caps the records written in one store transaction.
+	// Default 512.
+	MaxBatch int
+	// WriteTimeout bounds one store call (detached from request contexts).
+	// Default 5s.
+	WriteTimeout time.Duration
+	// Logger receives one line per failed write. Default: discard.
+	Logger *slog.Logger
+	// Now stamps Record.Time when the caller left it zero. Default time.Now.
+	Now Clock
+}
+
+// RecorderStats is a snapshot of the Recorder's counters, for metrics.
+type RecorderStats struct {
+	BeginQueue  int // Begin calls waiting for the writer
+	FinishQueue int // finished records not yet written
+
+	BeginBatches  uint64 // store Begin transactions that succeeded
+	BeginRecords  uint64 // records written by Begin
+	FinishBatches uint64 // store Finish transactions that succeeded
+	FinishRecords uint64 // records written by Finish
+
+	WriteSeconds     float64       // total time spent in successful store writes
+	LastWriteLatency time.Duration // duration of the last store write
+	MaxWriteLatency  time.Duration // longest store write so far
+
+	Failures uint64 // store writes that failed (begin and finish, per attempt)
+	Refused  uint64 // fail-closed: Begin calls answered with ErrUnavailable
+	Gaps     uint64 // fail-open: requests served without a durable begin record
+}
+
+// Recorder writes audit records through a Store with group commit: concurrent
+// Begin calls share one transaction, finished records are batched. It is
+// safe for concurrent use.
+type Recorder struct {
+	store      Store
+	failOpen   bool
+	interval   time.Duration
+	maxBatch   int
+	timeout    time.Duration
+	log        *slog.Logger
+	now        Clock
+	beginCh    chan *beginReq
+	kick       chan struct{}
+	quitBegin  chan struct{}
+	quitFinish chan struct{}
+	beginDone  chan struct{}
+	finishDone chan struct{}
+
+	mu     sync.RWMutex // guards closed against in-flight sends on beginCh
+	closed bool
+
+	fmu      sync.Mutex
+	pending  []*Record
+	closeCtx context.Context
+	closeErr error
+
+	beginBatches, beginRecords, finishBatches, finishRecords atomic.Uint64
+	failures, refused, gaps                                  atomic.Uint64
+	writeNanos, lastWrite, maxWrite                          atomic.Int64
+	beginQueue                                               atomic.Int64
+}
+
+type beginReq struct {
+	rec  *Record
+	done chan error
+}
+
+// NewRecorder starts a Recorder's writer goroutines. Call Close to flush
+// and stop them.
+func NewRecorder(opts RecorderOptions) *Recorder {
+	if opts.Store == nil {
+		panic("audit: RecorderOptions.Store is nil")
+	}
+	r := &Recorder{
+		store:      opts.Store,
+		failOpen:   opts.FailOpen,
+		interval:   opts.FlushInterval,
+		maxBatch:   opts.MaxBatch,
+		timeout:    opts.WriteTimeout,
+		log:        opts.Logger,
+		now:        opts.Now,
+		kick:       make(chan struct{}, 1),
+		quitBegin:  make(chan struct{}),
+		quitFinish: make(chan struct{}),
+		beginDone:  make(chan struct{}),
+		finishDone: make(chan struct{}),
+	}
+	if r.interval <= 0 {
+		r.interval = 100 * time.Millisecond
+	}
+	if r.maxBatch <= 0 {
+		r.maxBatch = 512
+	}
+	if r.timeout <= 0 {
+		r.timeout = 5 * time.Second
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	r.beginCh = make(chan *beginReq, 4*r.maxBatch)
+	go r.beginLoop()
+	go r.finishLoop()
+	return r
+}
+
+// Begin durably writes rec (State begun before forwarding, or a complete
+// denied record) and returns once the store has committed it at its
+// durability level. Concurrent calls share one transaction.
+//
+// On success rec.Seq is set. If the store fails, Begin returns an error
+// wrapping ErrUnavailable (fail-closed) or nil with the gap counted
+// (fail-open). If ctx ends first Begin returns ctx.Err(): the request must
+// not be forwarded, though the record may still be written. Begin copies
+// rec; the caller keeps ownership of it.
+func (r *Recorder) Begin(ctx context.Context, rec *Record) error {
+	if rec.Time.IsZero() {
+		rec.Time = r.now().UTC()
+	}
+	if rec.State == "" {
+		rec.State = StateBegun
+	}
+	cp := *rec
+	req := &beginReq{rec: &cp, done: make(chan error, 1)}
+
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		return r.unavailable(fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed), 1)
+	}
+	r.beginQueue.Add(1)
+	select {
+	case r.beginCh <- req:
+	case <-ctx.Done():
+		r.beginQueue.Add(-1)
+		r.mu.RUnlock()
+		return ctx.Err()
+	}
+	r.mu.RUnlock()
+
+	select {
+	case err := <-req.done:
+		if err == nil {
+			rec.Seq = cp.Seq
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// unavailable applies the fail mode to a failed begin of n records.
+func (r *Recorder) unavailable(err error, n int) error {
+	if r.failOpen {
+		r.gaps.Add(uint64(n))
+		return nil
+	}
+	r.refused.Add(uint64(n))
+	return err
+}
+
+func (r *Recorder) beginLoop() {
+	defer close(r.beginDone)
+	batch := make([]*beginReq, 0, r.maxBatch)
+	for {
+		var first *beginReq
+		select {
+		case first = <-r.beginCh:
+		case <-r.quitBegin:
+			// Close holds the write lock, so every send has landed: drain.
+			for {
+				select {
+				case req := <-r.beginCh:
+					batch = append(batch, req)
+					if len(batch) == r.maxBatch {
+						r.writeBegins(batch)
+						batch = batch[:0]
+					}
+				default:
+					if len(batch) > 0 {
+						r.writeBegins(batch)
+					}
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < r.maxBatch {
+			select {
+			case req := <-r.beginCh:
+				batch = append(batch, req)
+			default:
+				break drain
+			}
+		}
+		r.writeBegins(batch)
+		batch = batch[:0]
+	}
+}
+
+func (r *Recorder) writeBegins(batch []*beginReq) {
+	r.beginQueue.Add(-int64(len(batch)))
+	recs := make([]*Record, len(batch))
+	for i, req := range batch {
+		recs[i] = req.rec
+	}
+	err := r.write(true, recs)
+	if err != nil && len(batch) > 1 {
+		// Isolate a bad record so it cannot fail its neighbours.
+		for _, req := range batch {
+			req.done <- r.beginResult(r.write(true, []*Record{req.rec}))
+		}
+		return
+	}
+	res := r.beginResult(err)
+	for _, req := range batch {
+		req.done <- res
+	}
+}
+
+func (r *Recorder) beginResult(err error) error {
+	if err == nil {
+		return nil
+	}
+	return r.unavailable(fmt.Errorf("%w: %w", ErrUnavailable, err), 1)
+}
+
+// write performs one store call with a detached, bounded context and keeps
+// the counters.
+func (r *Recorder) write(begin bool, recs []*Record) error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	t0 := time.Now()
+	var err error
+	if begin {
+		err = r.store.Begin(ctx, recs)
+	} else {
+		err = r.store.Finish(ctx, recs)
+	}
+	d := time.Since(t0)
+	r.lastWrite.Store(int64(d))
+	for {
+		m := r.maxWrite.Load()
+		if int64(d) <= m || r.maxWrite.CompareAndSwap(m, int64(d)) {
+			break
+		}
+	}
+	if err != nil {
+		r.failures.Add(1)
+		op := "finish"
+		if begin {
+			op = "begin"
+		}
+		attrs := []any{slog.String("op", op), slog.Int("records", len(recs)), slog.Any("err", err)}
+		if begin && r.failOpen {
+			attrs = append(attrs, slog.Uint64("gaps_total", r.gaps.Load()+uint64(len(recs))))
+			r.log.Error("audit write failed; fail-open: serving without a durable record", attrs...)
+		} else {
+			r.log.Error("audit write failed", attrs...)
+		}
+		return err
+	}
+	r.writeNanos.Add(int64(d))
+	if begin {
+		r.beginBatches.Add(1)
+		r.beginRecords.Add(uint64(len(recs)))
+	} else {
+		r.finishBatches.Add(1)
+		r.finishRecords.Add(uint64(len(recs)))
+	}
+	return nil
+}
+
+// Finish queues rec, whose State, Status, Usage and timings the caller has
+// set, to be written asynchronously in a batch. The Recorder owns rec from
+// now on: the caller must not touch it again. A failed write is retried
+// with backoff; Close flushes what is left.
+func (r *Recorder) Finish(rec *Record) {
+	if rec.Time.IsZero() {
+		rec.Time = r.now().UTC()
+	}
+	r.mu.RLock()
+	closed := r.closed
+	r.mu.RUnlock()
+	if closed {
+		// Late finish after Close: write it directly, best effort.
+		if err := r.write(false, []*Record{rec}); err != nil {
+			r.log.Error("audit finish after close lost", slog.String("request_id", rec.RequestID))
+		}
+		return
+	}
+	r.fmu.Lock()
+	r.pending = append(r.pending, rec)
+	n := len(r.pending)
+	r.fmu.Unlock()
+	if n >= r.maxBatch {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *Recorder) finishLoop() {
+	defer close(r.finishDone)
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	backoff := time.Duration(0)
+	var retryAt time.Time
+	for {
+		select {
+		case <-t.C:
+		case <-r.kick:
+		case <-r.quitFinish:
+			r.finalFlush()
+			return
+		}
+		if !retryAt.IsZero() && time.Now().Before(retryAt) {
+			continue
+		}
+		if err := r.flushFinishes(); err != nil {
+			backoff = min(max(2*backoff, r.interval), 5*time.Second)
+			retryAt = time.Now().Add(backoff)
+		} else {
+			backoff, retryAt = 0, time.Time{}
+		}
+	}
+}
+
+// flushFinishes writes everything pending in MaxBatch chunks. A failed
+// chunk and everything after it go back to the front of the queue.
+func (r *Recorder) flushFinishes() error {
+	r.fmu.Lock()
+	todo := r.pending
+	r.pending = nil
+	r.fmu.Unlock()
+	for len(todo) > 0 {
+		n := min(len(todo), r.maxBatch)
+		if err := r.write(false, todo[:n]); err != nil {
+			r.fmu.Lock()
+			r.pending = append(todo, r.pending...)
+			r.fmu.Unlock()
+			return err
+		}
+		todo = todo[n:]
+	}
+	return nil
+}
+
+func (r *Recorder) finalFlush() {
+	backoff := 10 * time.Millisecond
+	for {
+		err := r.flushFinishes()
+		if err == nil {
+			return
+		}
+		select {
+		case <-r.closeCtx.Done():
+			r.fmu.Lock()
+			n := len(r.pending)
+			r.fmu.Unlock()
+			r.closeErr = fmt.Errorf("audit: %d finished records not written: %w", n, err)
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// Close stops accepting Begin calls, writes every queued record and stops
+// the writers. It retries failed finish writes until ctx ends, then reports
+// how many records it could not write. It does not close the Store.
+func (r *Recorder) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	close(r.quitBegin)
+	<-r.beginDone
+	r.closeCtx = ctx
+	close(r.quitFinish)
+	<-r.finishDone
+	return r.closeErr
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Recorder) Stats() RecorderStats {
+	r.fmu.Lock()
+	fq := len(r.pending)
+	r.fmu.Unlock()
+	return RecorderStats{
+		BeginQueue:       int(max(r.beginQueue.Load(), 0)),
+		FinishQueue:      fq,
+		BeginBatches:     r.beginBatches.Load(),
+		BeginRecords:     r.beginRecords.Load(),
+		FinishBatches:    r.finishBatches.Load(),
+		FinishRecords:    r.finishRecords.Load(),
+		WriteSeconds:     time.Duration(r.writeNanos.Load()).Seconds(),
+		LastWriteLatency: time.Duration(r.lastWrite.Load()),
+		MaxWriteLatency:  time.Duration(r.maxWrite.Load()),
+		Failures:         r.failures.Load(),
+		Refused:          r.refused.Load(),
+		Gaps:             r.gaps.Load(),
+	}
+}

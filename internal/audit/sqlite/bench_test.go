@@ -1,0 +1,80 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/audittest"
+)
+
+// BenchmarkRecorderBegin measures Recorder.Begin (one durable begin record,
+// group-committed) on a real SQLite file at concurrency 1 and 64, for both
+// durability levels. Run:
+//
+//	go test ./internal/audit/sqlite -run '^$' -bench RecorderBegin -benchtime=2000x
+func BenchmarkRecorderBegin(b *testing.B) {
+	for _, sync := range []string{"crash", "always"} {
+		for _, conc := range []int{1, 64} {
+			b.Run(fmt.Sprintf("sync=%s/c=%d", sync, conc), func(b *testing.B) {
+				benchBegin(b, sync, conc, false)
+			})
+		}
+	}
+}
+
+// BenchmarkRecorderRequest is Begin plus an asynchronous Finish: the full
+// audit cost of one request.
+func BenchmarkRecorderRequest(b *testing.B) {
+	for _, conc := range []int{1, 64} {
+		b.Run(fmt.Sprintf("sync=crash/c=%d", conc), func(b *testing.B) {
+			benchBegin(b, "crash", conc, true)
+		})
+	}
+}
+
+func benchBegin(b *testing.B, sync string, conc int, finish bool) {
+	s := openTemp(b, sync)
+	defer s.Close()
+	r := audit.NewRecorder(audit.RecorderOptions{Store: s})
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(max(conc/max(1, testingProcs()), 1))
+	start := time.Now()
+	one := func() {
+		i := n.Add(1)
+		rec := audittest.Sample(fmt.Sprintf("b%d", i), 0)
+		if err := r.Begin(context.Background(), rec); err != nil {
+			b.Error(err)
+			return
+		}
+		if finish {
+			r.Finish(audittest.Finished(rec))
+		}
+	}
+	b.ResetTimer()
+	if conc == 1 {
+		for b.Loop() {
+			one()
+		}
+	} else {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				one()
+			}
+		})
+	}
+	if err := r.Close(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	el := time.Since(start)
+	b.ReportMetric(float64(n.Load())/el.Seconds(), "records/s")
+	st := r.Stats()
+	if st.BeginBatches > 0 {
+		b.ReportMetric(float64(st.BeginRecords)/float64(st.BeginBatches), "recs/commit")
+	}
+}

@@ -1,0 +1,437 @@
+// Package sqlite is the embedded audit store: one SQLite file in WAL mode
+// (modernc.org/sqlite, no cgo) with versioned, embedded migrations and the
+// durability levels of decision D1.
+//
+// Writes go through one dedicated writer connection with prepared
+// statements; reads use a separate read-only pool so `audit list` and the
+// verifier never block the gateway. At sync level "crash" commits run with
+// synchronous=NORMAL (a killed process loses nothing) and a background loop
+// fsyncs the WAL at least every SyncInterval after a commit; at "always"
+// every commit is fsynced (synchronous=FULL).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/internal/sqlrow"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Sync levels (decisions D1).
+const (
+	SyncCrash  = "crash"
+	SyncAlways = "always"
+)
+
+// Options configures Open.
+type Options struct {
+	// Path of the database file. Required. Its directory must exist.
+	Path string
+	// Sync is the durability level: "crash" (default) or "always".
+	Sync string
+	// SyncInterval is, at level crash, the longest a commit stays in the
+	// WAL without an fsync. Default 100ms.
+	SyncInterval time.Duration
+	// CheckpointInterval is how often the WAL is checkpointed into the
+	// database file in the background. Default 1s.
+	CheckpointInterval time.Duration
+	// Logger receives background errors. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store is the SQLite audit store. It implements audit.Store and
+// audit.Recoverer.
+type Store struct {
+	opts   Options
+	log    *slog.Logger
+	writer *sql.DB
+	conn   *sql.Conn // the one writer connection
+	reader *sql.DB   // read-only pool
+	maint  *sql.DB   // checkpoints
+
+	wmu      sync.Mutex // serialises use of conn
+	stBegin  *sql.Stmt
+	stCommit *sql.Stmt
+	stInsert *sql.Stmt
+	stUpsert *sql.Stmt
+
+	dirty atomic.Bool  // a commit since the last WAL fsync
+	fatal atomic.Value // error: the WAL cannot be trusted any more
+	walMu sync.Mutex
+	wal   *os.File
+	syncs atomic.Uint64
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+var (
+	_ audit.Store     = (*Store)(nil)
+	_ audit.Recoverer = (*Store)(nil)
+)
+
+// Open opens (creating if needed) the database at opts.Path, applies
+// pending migrations and starts the background sync and checkpoint loop.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Path == "" {
+		return nil, errors.New("audit sqlite: Path is required")
+	}
+	if strings.ContainsAny(opts.Path, "?#") {
+		return nil, fmt.Errorf("audit sqlite: path %q must not contain ? or #", opts.Path)
+	}
+	switch opts.Sync {
+	case "":
+		opts.Sync = SyncCrash
+	case SyncCrash, SyncAlways:
+	default:
+		return nil, fmt.Errorf("audit sqlite: sync %q is not crash or always", opts.Sync)
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = 100 * time.Millisecond
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{opts: opts, log: opts.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	if err := s.open(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	go s.background()
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context) error {
+	syncMode := "NORMAL"
+	if s.opts.Sync == SyncAlways {
+		syncMode = "FULL"
+	}
+	base := s.opts.Path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+	var err error
+	s.writer, err = sql.Open("sqlite", base+
+		"&_pragma=synchronous("+syncMode+")&_pragma=wal_autocheckpoint(0)"+
+		"&_pragma=journal_size_limit(67108864)&_pragma=temp_store(MEMORY)")
+	if err != nil {
+		return fmt.Errorf("audit sqlite: %w", err)
+	}
+	s.writer.SetMaxOpenConns(1)
+	s.writer.SetMaxIdleConns(1)
+	s.writer.SetConnMaxLifetime(0)
+	s.writer.SetConnMaxIdleTime(0)
+	if s.conn, err = s.writer.Conn(ctx); err != nil {
+		return fmt.Errorf("audit sqlite: open %s: %w", s.opts.Path, err)
+	}
+	if err := migrate(ctx, s.conn); err != nil {
+		return err
+	}
+	cols := strings.Join(sqlrow.Columns, ", ")
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(sqlrow.Columns)), ", ")
+	var sets []string
+	for _, c := range sqlrow.Columns {
+		if c != "request_id" && c != "time_ns" {
+			sets = append(sets, c+" = excluded."+c)
+		}
+	}
+	for _, p := range []struct {
+		st  **sql.Stmt
+		sql string
+	}{
+		{&s.stBegin, "BEGIN IMMEDIATE"},
+		{&s.stCommit, "COMMIT"},
+		{&s.stInsert, "INSERT INTO audit_records (" + cols + ") VALUES (" + marks + ")"},
+		{&s.stUpsert, "INSERT INTO audit_records (" + cols + ") VALUES (" + marks + ") ON CONFLICT (request_id) DO UPDATE SET " + strings.Join(sets, ", ")},
+	} {
+		if *p.st, err = s.conn.PrepareContext(ctx, p.sql); err != nil {
+			return fmt.Errorf("audit sqlite: prepare: %w", err)
+		}
+	}
+	if s.reader, err = sql.Open("sqlite", base+"&_pragma=query_only(1)"); err != nil {
+		return fmt.Errorf("audit sqlite: %w", err)
+	}
+	s.reader.SetMaxOpenConns(4)
+	if s.maint, err = sql.Open("sqlite", base+"&_pragma=synchronous("+syncMode+")"); err != nil {
+		return fmt.Errorf("audit sqlite: %w", err)
+	}
+	s.maint.SetMaxOpenConns(1)
+	return nil
+}
+
+// migrate applies the embedded migrations not yet recorded in
+// schema_migrations, each in its own transaction.
+func migrate(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ns INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("audit sqlite: migrations table: %w", err)
+	}
+	var current int
+	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current); err != nil {
+		return fmt.Errorf("audit sqlite: schema version: %w", err)
+	}
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	latest := 0
+	for _, e := range entries {
+		v, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("audit sqlite: migration %s: bad name", e.Name())
+		}
+		latest = v
+		if v <= current {
+			continue
+		}
+		body, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return err
+		}
+		if err := applyMigration(ctx, conn, v, e.Name(), string(body)); err != nil {
+			return err
+		}
+	}
+	if current > latest {
+		return fmt.Errorf("audit sqlite: database schema version %d is newer than this binary's %d; upgrade gatehouse", current, latest)
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, conn *sql.Conn, v int, name, body string) (err error) {
+	if _, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("audit sqlite: migration %s: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+	if _, err = conn.ExecContext(ctx, body); err != nil {
+		return fmt.Errorf("audit sqlite: migration %s: %w", name, err)
+	}
+	if _, err = conn.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?, ?, ?)",
+		v, name, time.Now().UnixNano()); err != nil {
+		return fmt.Errorf("audit sqlite: migration %s: %w", name, err)
+	}
+	if _, err = conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("audit sqlite: migration %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) checkFatal() error {
+	if err, _ := s.fatal.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Begin inserts recs in one transaction and assigns their Seq. It returns
+// once the commit is in the WAL (crash) or fsynced (always).
+func (s *Store) Begin(ctx context.Context, recs []*audit.Record) error {
+	return s.write(ctx, recs, true)
+}
+
+// Finish writes the final state of recs in one transaction. A record that
+// was never begun (its Begin failed in fail-open mode) is inserted, so the
+// gap closes once the store is back.
+func (s *Store) Finish(ctx context.Context, recs []*audit.Record) error {
+	return s.write(ctx, recs, false)
+}
+
+func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (err error) {
+	if len(recs) == 0 {
+		return nil
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.checkFatal(); err != nil {
+		return err
+	}
+	if _, err := s.stBegin.ExecContext(ctx); err != nil {
+		return fmt.Errorf("audit sqlite: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+	var seqs []int64
+	if begin {
+		seqs = make([]int64, len(recs))
+	}
+	for i, r := range recs {
+		if r.RequestID == "" {
+			return errors.New("audit sqlite: record without request_id")
+		}
+		if begin {
+			res, err := s.stInsert.ExecContext(ctx, sqlrow.Args(r)...)
+			if err != nil {
+				return fmt.Errorf("audit sqlite: insert %s: %w", r.RequestID, err)
+			}
+			if seqs[i], err = res.LastInsertId(); err != nil {
+				return err
+			}
+		} else if _, err := s.stUpsert.ExecContext(ctx, sqlrow.Args(r)...); err != nil {
+			return fmt.Errorf("audit sqlite: finish %s: %w", r.RequestID, err)
+		}
+	}
+	if _, err := s.stCommit.ExecContext(ctx); err != nil {
+		return fmt.Errorf("audit sqlite: commit: %w", err)
+	}
+	s.dirty.Store(true)
+	for i, seq := range seqs {
+		recs[i].Seq = seq
+	}
+	return nil
+}
+
+// List returns the records matching f in Seq order.
+func (s *Store) List(ctx context.Context, f audit.Filter) ([]audit.Record, error) {
+	where, args := sqlrow.Where(f, func(int) string { return "?" })
+	rows, err := s.reader.QueryContext(ctx,
+		"SELECT "+sqlrow.SelectList()+" FROM audit_records"+where+" ORDER BY seq"+sqlrow.Limit(f), args...)
+	if err != nil {
+		return nil, fmt.Errorf("audit sqlite: list: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Record
+	for rows.Next() {
+		r, err := sqlrow.Scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("audit sqlite: list: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Recover marks records left begun (by instance, or by anyone when
+// instance is empty) as unfinished, with reason crash_recovered.
+func (s *Store) Recover(ctx context.Context, instance string) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.checkFatal(); err != nil {
+		return 0, err
+	}
+	res, err := s.conn.ExecContext(ctx, `UPDATE audit_records
+		SET state = ?, reason = CASE WHEN reason = '' THEN 'crash_recovered' ELSE reason END
+		WHERE state = ? AND (? = '' OR instance = ?)`,
+		string(audit.StateUnfinished), string(audit.StateBegun), instance, instance)
+	if err != nil {
+		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
+	}
+	s.dirty.Store(true)
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// background fsyncs the WAL after commits (level crash) and checkpoints it
+// periodically, until Close.
+func (s *Store) background() {
+	defer close(s.done)
+	syncT := time.NewTicker(s.opts.SyncInterval)
+	defer syncT.Stop()
+	ckptT := time.NewTicker(s.opts.CheckpointInterval)
+	defer ckptT.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-syncT.C:
+			if s.opts.Sync == SyncCrash {
+				s.syncWAL()
+			}
+		case <-ckptT.C:
+			if s.checkFatal() != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if _, err := s.maint.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+				s.log.Warn("audit sqlite: checkpoint failed", slog.Any("err", err))
+			}
+			cancel()
+		}
+	}
+}
+
+// syncWAL fsyncs the WAL file if anything was committed since the last
+// fsync. An fsync error is fatal (the kernel may have dropped the pages):
+// every later write fails until the process restarts.
+func (s *Store) syncWAL() {
+	if !s.dirty.Swap(false) {
+		return
+	}
+	s.walMu.Lock()
+	defer s.walMu.Unlock()
+	if s.wal == nil {
+		f, err := os.OpenFile(s.opts.Path+"-wal", os.O_RDWR, 0)
+		if err != nil {
+			s.dirty.Store(true)
+			s.log.Error("audit sqlite: open WAL for fsync", slog.Any("err", err))
+			return
+		}
+		s.wal = f
+	}
+	if err := s.wal.Sync(); err != nil {
+		s.fatal.Store(fmt.Errorf("audit sqlite: WAL fsync failed, store unusable until restart: %w", err))
+		s.log.Error("audit sqlite: WAL fsync failed; refusing further writes", slog.Any("err", err))
+		return
+	}
+	s.syncs.Add(1)
+}
+
+// Close stops the background loop, fsyncs outstanding commits and closes
+// the database.
+func (s *Store) Close() error {
+	close(s.stop)
+	<-s.done
+	if s.opts.Sync == SyncCrash {
+		s.syncWAL()
+	}
+	err := s.closeDBs()
+	s.walMu.Lock()
+	if s.wal != nil {
+		_ = s.wal.Close()
+		s.wal = nil
+	}
+	s.walMu.Unlock()
+	return err
+}
+
+func (s *Store) closeDBs() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.stBegin, s.stCommit, s.stInsert, s.stUpsert} {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	if s.conn != nil {
+		errs = append(errs, s.conn.Close())
+	}
+	for _, db := range []*sql.DB{s.reader, s.maint, s.writer} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
