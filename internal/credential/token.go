@@ -2,10 +2,12 @@ package credential
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -69,17 +71,24 @@ func (o *TokenOptions) normalize(defaultAttempts int) {
 
 // DefaultHTTPClient is the client used for token requests when none is
 // given: no proxy (never the environment's), TLS 1.2+, no redirects.
-func DefaultHTTPClient() *http.Client {
+func DefaultHTTPClient() *http.Client { return NewHTTPClient(nil, nil) }
+
+// NewHTTPClient is DefaultHTTPClient with an explicit proxy selector and
+// root CAs (nil: none, system roots), for Entra token requests that must
+// leave through a corporate proxy. Never use a proxy for managed identity.
+func NewHTTPClient(proxy func(*http.Request) (*url.URL, error), roots *x509.CertPool) *http.Client {
+	tc := tlsConfig()
+	tc.RootCAs = roots
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			Proxy:                 nil,
+			Proxy:                 proxy,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 30 * time.Second,
 			MaxIdleConnsPerHost:   2,
 			IdleConnTimeout:       90 * time.Second,
-			TLSClientConfig:       tlsConfig(),
+			TLSClientConfig:       tc,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

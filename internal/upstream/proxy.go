@@ -40,6 +40,13 @@ func ProxyFromEnv(getenv func(string) string) ProxyOptions {
 	}
 }
 
+// ProxyFunc returns the proxy selector for an http.Transport (nil when no
+// proxy is configured), e.g. for the Entra token client when egress must go
+// through the same proxy.
+func (p ProxyOptions) ProxyFunc() (func(*http.Request) (*url.URL, error), error) {
+	return p.proxyFunc()
+}
+
 func (p ProxyOptions) proxyFunc() (func(*http.Request) (*url.URL, error), error) {
 	if p.URL == "" {
 		return nil, nil
