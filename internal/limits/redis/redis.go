@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -88,19 +89,51 @@ type Options struct {
 	// Client is the Redis client; required. The caller owns it (and closes
 	// it). Its dial/read/write timeouts bound every call.
 	Client goredis.UniversalClient
+	// Cooldown: after a failed call, calls fail at once for this long
+	// instead of each waiting for a timeout (a Redis outage must not add
+	// the dial timeout to every request). Zero: 1s. Negative: never.
+	Cooldown time.Duration
+	// Now is the clock for the cooldown; nil: time.Now.
+	Now func() time.Time
 }
 
 // Backend is safe for concurrent use.
 type Backend struct {
-	c goredis.UniversalClient
+	c         goredis.UniversalClient
+	cooldown  time.Duration
+	now       func() time.Time
+	downUntil atomic.Int64 // unix nanoseconds
 }
+
+// ErrCoolingDown is returned while the backend skips Redis after a failure.
+var ErrCoolingDown = errors.New("limits/redis: Redis failed recently; not retrying yet")
 
 // New returns a backend using opts.Client.
 func New(opts Options) (*Backend, error) {
 	if opts.Client == nil {
 		return nil, errors.New("limits/redis: no client")
 	}
-	return &Backend{c: opts.Client}, nil
+	b := &Backend{c: opts.Client, cooldown: opts.Cooldown, now: opts.Now}
+	if b.cooldown == 0 {
+		b.cooldown = time.Second
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	return b, nil
+}
+
+func (b *Backend) coolingDown() bool {
+	return b.cooldown > 0 && b.now().UnixNano() < b.downUntil.Load()
+}
+
+// failed starts a cooldown after a connection-level failure (not after a
+// script error, which would repeat regardless).
+func (b *Backend) failed(err error) {
+	var rerr goredis.Error
+	if b.cooldown > 0 && !errors.As(err, &rerr) {
+		b.downUntil.Store(b.now().Add(b.cooldown).UnixNano())
+	}
 }
 
 // NewClient builds a client from a redis:// or rediss:// URL, an optional
@@ -116,7 +149,8 @@ func NewClient(url, password string, timeout time.Duration) (*goredis.Client, er
 	if timeout > 0 {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 	}
-	o.MaxRetries = -1 // never retry: a retried script could apply twice
+	o.MaxRetries = -1   // never retry: a retried script could apply twice
+	o.DialerRetries = 1 // a down Redis fails within one dial timeout
 	return goredis.NewClient(o), nil
 }
 
@@ -159,8 +193,12 @@ func (b *Backend) Reserve(ctx context.Context, id string, now time.Time, ops []l
 		}
 		args = append(args, kind(op.Kind), op.Amount, op.Limit, soft, ms(op.TTL))
 	}
+	if b.coolingDown() {
+		return limits.Result{}, ErrCoolingDown
+	}
 	raw, err := reserveScript.Run(ctx, b.c, keys, args...).Int64Slice()
 	if err != nil {
+		b.failed(err)
 		return limits.Result{}, fmt.Errorf("limits/redis: reserve: %w", err)
 	}
 	if len(raw) != len(ops)+1 {
@@ -184,7 +222,11 @@ func (b *Backend) Settle(ctx context.Context, id string, now time.Time, ops []li
 	if len(keys) == 0 {
 		return nil
 	}
+	if b.coolingDown() {
+		return ErrCoolingDown
+	}
 	if err := settleScript.Run(ctx, b.c, keys, args...).Err(); err != nil {
+		b.failed(err)
 		return fmt.Errorf("limits/redis: settle: %w", err)
 	}
 	return nil
