@@ -298,6 +298,8 @@ func (e *Engine) Admit(ctx context.Context, p identity.Principal, req Request) (
 	r.holdNano = e.prices.MaxCost(req.Model, req.Upstream, in, out)
 	r.id = e.idPrefix + "-" + strconv.FormatUint(e.idSeq.Add(1), 36)
 
+	n := 5 * (1 + len(eff.Groups))
+	r.ops, r.counters = make([]Op, 0, n), make([]counter, 0, n)
 	failOpen := true
 	e.addScope(r, now, "user", eff.Name, "", "u:"+HashKey(p.Key), eff.Limits, eff.Shadow)
 	if len(r.ops) > 0 && !eff.FailOpen {
@@ -499,7 +501,8 @@ func money(n int64) string {
 // requests_per_minute and the tightest per-user token limit.
 // values are the counters' values (after the reservation when admitted).
 func (e *Engine) rateHeaders(r *Reservation, values []int64) http.Header {
-	h := http.Header{}
+	h := make(http.Header, 6)
+	hv := func(v string) []string { return []string{v} }
 	var tok *counter
 	var tokRemaining int64
 	for i := range r.counters {
@@ -511,9 +514,9 @@ func (e *Engine) rateHeaders(r *Reservation, values []int64) http.Header {
 		remaining := max(c.limit-used, 0)
 		switch c.rule {
 		case RuleRequestsPerMinute:
-			h.Set("anthropic-ratelimit-requests-limit", strconv.FormatInt(c.limit, 10))
-			h.Set("anthropic-ratelimit-requests-remaining", strconv.FormatInt(remaining, 10))
-			h.Set("anthropic-ratelimit-requests-reset", c.reset.UTC().Format(time.RFC3339))
+			h["Anthropic-Ratelimit-Requests-Limit"] = hv(strconv.FormatInt(c.limit, 10))
+			h["Anthropic-Ratelimit-Requests-Remaining"] = hv(strconv.FormatInt(remaining, 10))
+			h["Anthropic-Ratelimit-Requests-Reset"] = hv(c.reset.UTC().Format(time.RFC3339))
 		case RuleTokensPerMinute, RuleTokensPerDay:
 			if tok == nil || remaining < tokRemaining {
 				tok, tokRemaining = c, remaining
@@ -521,9 +524,9 @@ func (e *Engine) rateHeaders(r *Reservation, values []int64) http.Header {
 		}
 	}
 	if tok != nil {
-		h.Set("anthropic-ratelimit-tokens-limit", strconv.FormatInt(tok.limit, 10))
-		h.Set("anthropic-ratelimit-tokens-remaining", strconv.FormatInt(tokRemaining, 10))
-		h.Set("anthropic-ratelimit-tokens-reset", tok.reset.UTC().Format(time.RFC3339))
+		h["Anthropic-Ratelimit-Tokens-Limit"] = hv(strconv.FormatInt(tok.limit, 10))
+		h["Anthropic-Ratelimit-Tokens-Remaining"] = hv(strconv.FormatInt(tokRemaining, 10))
+		h["Anthropic-Ratelimit-Tokens-Reset"] = hv(tok.reset.UTC().Format(time.RFC3339))
 	}
 	return h
 }

@@ -157,14 +157,17 @@ func Normalize(model string) string {
 }
 
 func (t *Table) lookup(model, upstream string) *entry {
-	m := strings.ToLower(model)
-	n := Normalize(model)
-	for _, k := range []key{{m, upstream}, {m, ""}, {n, upstream}, {n, ""}} {
-		if e, ok := t.entries[k]; ok {
-			return e
-		}
+	if e := t.entries[key{model, upstream}]; e != nil {
+		return e
 	}
-	return nil
+	if e := t.entries[key{model, ""}]; e != nil {
+		return e
+	}
+	n := Normalize(model)
+	if e := t.entries[key{n, upstream}]; e != nil {
+		return e
+	}
+	return t.entries[key{n, ""}]
 }
 
 // Lookup returns the price of model on upstream (upstream may be empty).
