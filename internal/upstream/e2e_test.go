@@ -120,7 +120,7 @@ func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	fl := w.(http.Flusher)
 	fmt.Fprintf(w, "event: message_start\ndata: {\"type\":\"message_start\",\"served_by\":%q}\n\n", f.name)
 	fl.Flush()
-	if r.Header.Get("X-Test-Gate") != "" {
+	if r.Header.Get("X-Test-Gate") != "" || r.Header.Get("Anthropic-Test-Gate") != "" {
 		// Half an event, a silence, the rest; then a silence at a boundary.
 		fmt.Fprint(w, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",")
 		fl.Flush()
