@@ -480,6 +480,21 @@ func Bench(b *testing.B, backend limits.Backend) {
 			r.Settle(ctx, usage)
 		}
 	}
+	b.Run("admit-only", func(b *testing.B) {
+		b.ReportAllocs()
+		held := make([]*limits.Reservation, 0, b.N)
+		for i := 0; i < b.N; i++ {
+			r, err := eng.Admit(ctx, user, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			held = append(held, r)
+		}
+		b.StopTimer()
+		for _, r := range held {
+			r.Settle(ctx, usage)
+		}
+	})
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		i := 0

@@ -17,6 +17,7 @@ type entry struct {
 	val     int64
 	expires time.Time
 	leases  map[string]time.Time // Lease members and their expiry
+	nextExp time.Time            // earliest member expiry
 }
 
 // Backend is safe for concurrent use. The zero value is not usable; call New.
@@ -39,10 +40,17 @@ func (b *Backend) get(key string, now time.Time) *entry {
 	return e
 }
 
+// live drops expired lease members and returns how many remain. The scan
+// runs only once the earliest member has expired.
 func (e *entry) live(now time.Time) int64 {
-	for id, exp := range e.leases {
-		if !now.Before(exp) {
-			delete(e.leases, id)
+	if len(e.leases) > 0 && !now.Before(e.nextExp) {
+		e.nextExp = time.Time{}
+		for id, exp := range e.leases {
+			if !now.Before(exp) {
+				delete(e.leases, id)
+			} else if e.nextExp.IsZero() || exp.Before(e.nextExp) {
+				e.nextExp = exp
+			}
 		}
 	}
 	return int64(len(e.leases))
@@ -87,7 +95,11 @@ func (b *Backend) Reserve(ctx context.Context, id string, now time.Time, ops []l
 			if e.leases == nil {
 				e.leases = map[string]time.Time{}
 			}
-			e.leases[id] = now.Add(op.TTL)
+			exp := now.Add(op.TTL)
+			if len(e.leases) == 0 || exp.Before(e.nextExp) {
+				e.nextExp = exp
+			}
+			e.leases[id] = exp
 			if exp := now.Add(op.TTL); exp.After(e.expires) {
 				e.expires = exp
 			}
