@@ -74,15 +74,21 @@ type Recorder struct {
 	timeout    time.Duration
 	log        *slog.Logger
 	now        Clock
-	beginCh    chan *beginReq
-	kick       chan struct{}
+	kick       chan struct{} // wakes the finish loop early
+	beginKick  chan struct{} // hands queued begins to the begin loop
 	quitBegin  chan struct{}
 	quitFinish chan struct{}
 	beginDone  chan struct{}
 	finishDone chan struct{}
 
-	mu     sync.RWMutex // guards closed against in-flight sends on beginCh
-	closed bool
+	// Begin group commit: at most one writer (the "leader") at a time;
+	// callers arriving meanwhile queue in begins and are written together
+	// in the next transaction.
+	qmu     sync.Mutex
+	idle    *sync.Cond // signalled when writing turns false
+	begins  []*beginReq
+	writing bool
+	closed  bool
 
 	fmu      sync.Mutex
 	pending  []*Record
@@ -115,6 +121,7 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 		log:        opts.Logger,
 		now:        opts.Now,
 		kick:       make(chan struct{}, 1),
+		beginKick:  make(chan struct{}, 1),
 		quitBegin:  make(chan struct{}),
 		quitFinish: make(chan struct{}),
 		beginDone:  make(chan struct{}),
@@ -135,7 +142,7 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	r.beginCh = make(chan *beginReq, 4*r.maxBatch)
+	r.idle = sync.NewCond(&r.qmu)
 	go r.beginLoop()
 	go r.finishLoop()
 	return r
@@ -147,9 +154,12 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 //
 // On success rec.Seq is set. If the store fails, Begin returns an error
 // wrapping ErrUnavailable (fail-closed) or nil with the gap counted
-// (fail-open). If ctx ends first Begin returns ctx.Err(): the request must
-// not be forwarded, though the record may still be written. Begin copies
-// rec; the caller keeps ownership of it.
+// (fail-open). If ctx ends while the record waits for another caller's
+// transaction, Begin returns ctx.Err(): the request must not be forwarded,
+// though the record may still be written. A caller that finds no
+// transaction in progress writes inline and returns when that write ends
+// (bounded by WriteTimeout). Begin copies rec; the caller keeps ownership
+// of it.
 func (r *Recorder) Begin(ctx context.Context, rec *Record) error {
 	if rec.Time.IsZero() {
 		rec.Time = r.now().UTC()
@@ -160,20 +170,23 @@ func (r *Recorder) Begin(ctx context.Context, rec *Record) error {
 	cp := *rec
 	req := &beginReq{rec: &cp, done: make(chan error, 1)}
 
-	r.mu.RLock()
+	r.qmu.Lock()
 	if r.closed {
-		r.mu.RUnlock()
+		r.qmu.Unlock()
 		return r.unavailable(fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed), 1)
 	}
+	r.begins = append(r.begins, req)
 	r.beginQueue.Add(1)
-	select {
-	case r.beginCh <- req:
-	case <-ctx.Done():
-		r.beginQueue.Add(-1)
-		r.mu.RUnlock()
-		return ctx.Err()
+	if !r.writing {
+		// Nobody is writing: this caller writes its own record inline
+		// (no goroutine hand-off at low concurrency) and leaves whatever
+		// queued meanwhile to the begin loop.
+		r.writing = true
+		r.qmu.Unlock()
+		r.drainBegins(true)
+	} else {
+		r.qmu.Unlock()
 	}
-	r.mu.RUnlock()
 
 	select {
 	case err := <-req.done:
@@ -183,6 +196,41 @@ func (r *Recorder) Begin(ctx context.Context, rec *Record) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// drainBegins writes queued begins in batches while the caller holds the
+// writing flag. Inline (a Begin caller) it writes one batch and hands the
+// rest to the begin loop; otherwise it writes until the queue is empty.
+func (r *Recorder) drainBegins(inline bool) {
+	for {
+		r.qmu.Lock()
+		if len(r.begins) == 0 {
+			r.writing = false
+			r.idle.Broadcast()
+			r.qmu.Unlock()
+			return
+		}
+		n := min(len(r.begins), r.maxBatch)
+		batch := r.begins[:n:n]
+		r.begins = r.begins[n:]
+		if len(r.begins) == 0 {
+			r.begins = nil
+		}
+		r.qmu.Unlock()
+		r.writeBegins(batch)
+		if inline {
+			r.qmu.Lock()
+			if len(r.begins) == 0 {
+				r.writing = false
+				r.idle.Broadcast()
+				r.qmu.Unlock()
+				return
+			}
+			r.qmu.Unlock()
+			r.beginKick <- struct{}{} // writing stays true: the loop owns it now
+			return
+		}
 	}
 }
 
@@ -198,41 +246,13 @@ func (r *Recorder) unavailable(err error, n int) error {
 
 func (r *Recorder) beginLoop() {
 	defer close(r.beginDone)
-	batch := make([]*beginReq, 0, r.maxBatch)
 	for {
-		var first *beginReq
 		select {
-		case first = <-r.beginCh:
+		case <-r.beginKick:
+			r.drainBegins(false)
 		case <-r.quitBegin:
-			// Close holds the write lock, so every send has landed: drain.
-			for {
-				select {
-				case req := <-r.beginCh:
-					batch = append(batch, req)
-					if len(batch) == r.maxBatch {
-						r.writeBegins(batch)
-						batch = batch[:0]
-					}
-				default:
-					if len(batch) > 0 {
-						r.writeBegins(batch)
-					}
-					return
-				}
-			}
+			return
 		}
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < r.maxBatch {
-			select {
-			case req := <-r.beginCh:
-				batch = append(batch, req)
-			default:
-				break drain
-			}
-		}
-		r.writeBegins(batch)
-		batch = batch[:0]
 	}
 }
 
@@ -317,9 +337,9 @@ func (r *Recorder) Finish(rec *Record) {
 	if rec.Time.IsZero() {
 		rec.Time = r.now().UTC()
 	}
-	r.mu.RLock()
+	r.qmu.Lock()
 	closed := r.closed
-	r.mu.RUnlock()
+	r.qmu.Unlock()
 	if closed {
 		// Late finish after Close: write it directly, best effort.
 		if err := r.write(false, []*Record{rec}); err != nil {
@@ -409,13 +429,24 @@ func (r *Recorder) finalFlush() {
 // the writers. It retries failed finish writes until ctx ends, then reports
 // how many records it could not write. It does not close the Store.
 func (r *Recorder) Close(ctx context.Context) error {
-	r.mu.Lock()
+	r.qmu.Lock()
 	if r.closed {
-		r.mu.Unlock()
+		r.qmu.Unlock()
 		return nil
 	}
 	r.closed = true
-	r.mu.Unlock()
+	// Wait for the current writer, then write whatever is still queued.
+	for r.writing || len(r.begins) > 0 {
+		if r.writing {
+			r.idle.Wait()
+			continue
+		}
+		r.writing = true
+		r.qmu.Unlock()
+		r.drainBegins(false)
+		r.qmu.Lock()
+	}
+	r.qmu.Unlock()
 	close(r.quitBegin)
 	<-r.beginDone
 	r.closeCtx = ctx

@@ -302,8 +302,10 @@ func TestCloseReportsUnwritten(t *testing.T) {
 func TestBeginContextCancelled(t *testing.T) {
 	f, _ := newStore(t)
 	r := newRecorder(t, audit.RecorderOptions{Store: f})
-	_, release := holdFirst(t, f)
+	entered, release := holdFirst(t, f)
 	defer release()
+	go func() { _ = r.Begin(context.Background(), &audit.Record{RequestID: "leader"}) }()
+	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	rec := &audit.Record{RequestID: "c"}

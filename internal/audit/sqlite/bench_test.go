@@ -78,3 +78,17 @@ func benchBegin(b *testing.B, sync string, conc int, finish bool) {
 		b.ReportMetric(float64(st.BeginRecords)/float64(st.BeginBatches), "recs/commit")
 	}
 }
+
+// BenchmarkStoreBegin is the store alone: one single-record transaction
+// per op, no Recorder.
+func BenchmarkStoreBegin(b *testing.B) {
+	s := openTemp(b, "crash")
+	defer s.Close()
+	i := 0
+	for b.Loop() {
+		i++
+		if err := s.Begin(context.Background(), []*audit.Record{audittest.Sample(fmt.Sprint("s", i), 0)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

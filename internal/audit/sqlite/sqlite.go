@@ -267,14 +267,18 @@ func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (er
 	if err := s.checkFatal(); err != nil {
 		return err
 	}
-	if _, err := s.stBegin.ExecContext(ctx); err != nil {
-		return fmt.Errorf("audit sqlite: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
+	// A single statement is its own transaction: skip BEGIN/COMMIT.
+	single := len(recs) == 1
+	if !single {
+		if _, err := s.stBegin.ExecContext(ctx); err != nil {
+			return fmt.Errorf("audit sqlite: begin: %w", err)
 		}
-	}()
+		defer func() {
+			if err != nil {
+				_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
+			}
+		}()
+	}
 	var seqs []int64
 	if begin {
 		seqs = make([]int64, len(recs))
@@ -295,8 +299,10 @@ func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (er
 			return fmt.Errorf("audit sqlite: finish %s: %w", r.RequestID, err)
 		}
 	}
-	if _, err := s.stCommit.ExecContext(ctx); err != nil {
-		return fmt.Errorf("audit sqlite: commit: %w", err)
+	if !single {
+		if _, err := s.stCommit.ExecContext(ctx); err != nil {
+			return fmt.Errorf("audit sqlite: commit: %w", err)
+		}
 	}
 	s.dirty.Store(true)
 	for i, seq := range seqs {

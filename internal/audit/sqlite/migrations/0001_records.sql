@@ -36,4 +36,3 @@ CREATE TABLE audit_records (
 );
 CREATE INDEX audit_records_time ON audit_records (time_ns);
 CREATE INDEX audit_records_user ON audit_records (user_key);
-CREATE INDEX audit_records_begun ON audit_records (state) WHERE state = 'begun';

@@ -1,0 +1,591 @@
+// Package journal puts an append-only, checksummed write-ahead journal in
+// front of an audit store, so the durable write that must happen before a
+// request is forwarded costs one write(2) (and, at sync level "always", one
+// fsync shared by every concurrent request) instead of a database commit.
+//
+// Records reach the inner store (SQLite) moments later, in the order they
+// were journaled, from a background ingester. The journal survives a killed
+// process (the kernel keeps what write(2) accepted) and, with fsync, a lost
+// machine; at start-up every entry the inner store may not have is replayed.
+// If the journal cannot be written, or the inner store falls too far behind
+// (the high-water mark), Begin fails and the gateway fails closed.
+package journal
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+)
+
+// Sync levels (decisions D1).
+const (
+	SyncCrash  = "crash"  // write(2) before forwarding; fsync at least every SyncInterval
+	SyncAlways = "always" // fsync before forwarding
+)
+
+// Options configure Open. Zero values are the documented defaults.
+type Options struct {
+	// Dir holds the journal segments. Required; created if missing.
+	Dir string
+	// Sync is SyncCrash (default) or SyncAlways.
+	Sync string
+	// SyncInterval bounds how long an entry stays un-fsynced at SyncCrash.
+	// Default 100ms.
+	SyncInterval time.Duration
+	// SegmentBytes starts a new segment past this size. Default 16 MiB.
+	SegmentBytes int64
+	// MaxPendingBytes is the high-water mark: past this many journaled but
+	// not yet ingested bytes, Begin fails. Default 256 MiB.
+	MaxPendingBytes int64
+	// MaxBatch caps records per inner-store call. Default 512.
+	MaxBatch int
+	// Logger receives ingestion errors. Default: discard.
+	Logger *slog.Logger
+}
+
+const (
+	kindBegin  byte = 'B'
+	kindFinish byte = 'F'
+	headerLen       = 9 // length uint32 | crc32c uint32 | kind byte
+	maxEntry        = 16 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrHighWater is returned when the inner store has fallen too far behind.
+var ErrHighWater = errors.New("audit journal: the audit store is too far behind (high-water mark reached)")
+
+type entry struct {
+	kind byte
+	rec  audit.Record // snapshot taken when journaled
+	seg  int64
+	end  int64 // offset just past this entry in seg
+	size int64
+}
+
+// Store is an audit.Store backed by a journal and an inner store. It also
+// implements audit.Recoverer when the inner store does.
+type Store struct {
+	opts  Options
+	inner audit.Store
+	log   *slog.Logger
+
+	mu      sync.Mutex // guards the writer side below
+	f       *os.File
+	seg     int64
+	off     int64
+	dirty   bool
+	queue   []entry
+	pending int64 // bytes journaled, not yet ingested
+	written uint64
+	wbuf    []byte
+	closed  bool
+	fatal   error
+
+	kick     chan struct{}
+	ingested sync.Cond // signalled (with mu) when doneCount advances
+	done     uint64    // entries ingested
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+var (
+	_ audit.Store     = (*Store)(nil)
+	_ audit.Recoverer = (*Store)(nil)
+)
+
+// Open replays whatever the inner store may lack, then starts a fresh
+// segment and the background ingester and syncer.
+func Open(ctx context.Context, inner audit.Store, opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("audit journal: Dir is required")
+	}
+	if opts.Sync == "" {
+		opts.Sync = SyncCrash
+	}
+	if opts.Sync != SyncCrash && opts.Sync != SyncAlways {
+		return nil, fmt.Errorf("audit journal: unknown sync level %q", opts.Sync)
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = 100 * time.Millisecond
+	}
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = 16 << 20
+	}
+	if opts.MaxPendingBytes <= 0 {
+		opts.MaxPendingBytes = 256 << 20
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("audit journal: %w", err)
+	}
+	s := &Store{opts: opts, inner: inner, log: opts.Logger, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	s.ingested.L = &s.mu
+	last, err := s.replay(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.openSegment(last + 1); err != nil {
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.ingestLoop()
+	go s.syncLoop()
+	return s, nil
+}
+
+func (s *Store) segPath(n int64) string {
+	return filepath.Join(s.opts.Dir, fmt.Sprintf("audit-%016d.journal", n))
+}
+
+func (s *Store) markerPath() string { return filepath.Join(s.opts.Dir, "ingested") }
+
+func (s *Store) segments() ([]int64, error) {
+	names, err := filepath.Glob(filepath.Join(s.opts.Dir, "audit-*.journal"))
+	if err != nil {
+		return nil, err
+	}
+	var segs []int64
+	for _, n := range names {
+		base := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(n), "audit-"), ".journal")
+		if v, err := strconv.ParseInt(base, 10, 64); err == nil {
+			segs = append(segs, v)
+		}
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
+	return segs, nil
+}
+
+func (s *Store) readMarker() (seg, off int64) {
+	b, err := os.ReadFile(s.markerPath())
+	if err != nil {
+		return 0, 0
+	}
+	if _, err := fmt.Sscanf(string(b), "%d %d", &seg, &off); err != nil {
+		return 0, 0
+	}
+	return seg, off
+}
+
+func (s *Store) writeMarker(seg, off int64) error {
+	tmp := s.markerPath() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%d %d\n", seg, off)), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.markerPath())
+}
+
+// replay applies every entry after the ingested marker to the inner store,
+// truncates a torn tail, removes the replayed segments and returns the
+// highest segment number seen.
+func (s *Store) replay(ctx context.Context) (int64, error) {
+	segs, err := s.segments()
+	if err != nil {
+		return 0, fmt.Errorf("audit journal: %w", err)
+	}
+	mSeg, mOff := s.readMarker()
+	var last int64
+	replayed := 0
+	for i, n := range segs {
+		last = n
+		if n < mSeg {
+			continue
+		}
+		start := int64(0)
+		if n == mSeg {
+			start = mOff
+		}
+		entries, good, err := readSegment(s.segPath(n), start)
+		if err != nil {
+			return 0, err
+		}
+		if good >= 0 {
+			if i != len(segs)-1 {
+				s.log.Warn("audit journal: damaged entry inside a segment; replaying what precedes it", slog.Int64("segment", n), slog.Int64("offset", good))
+			}
+			if err := os.Truncate(s.segPath(n), good); err != nil {
+				return 0, fmt.Errorf("audit journal: truncating torn tail: %w", err)
+			}
+		}
+		if err := s.apply(ctx, entries, true); err != nil {
+			return 0, fmt.Errorf("audit journal: replaying segment %d into the audit store: %w", n, err)
+		}
+		replayed += len(entries)
+	}
+	if replayed > 0 {
+		s.log.Info("audit journal: replayed entries into the audit store", slog.Int("entries", replayed))
+	}
+	for _, n := range segs {
+		_ = os.Remove(s.segPath(n))
+	}
+	if err := s.writeMarker(last+1, 0); err != nil {
+		return 0, fmt.Errorf("audit journal: %w", err)
+	}
+	return last, nil
+}
+
+// readSegment decodes entries from start. good is the offset of the first
+// bad or incomplete entry (-1 when the segment ends cleanly).
+func readSegment(path string, start int64) ([]entry, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, -1, fmt.Errorf("audit journal: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return nil, -1, err
+	}
+	r := bufio.NewReaderSize(f, 1<<20)
+	off := start
+	var out []entry
+	hdr := make([]byte, headerLen)
+	for {
+		if _, err := io.ReadFull(r, hdr); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, -1, nil
+			}
+			return out, off, nil // partial header: torn tail
+		}
+		n := binary.LittleEndian.Uint32(hdr[0:4])
+		sum := binary.LittleEndian.Uint32(hdr[4:8])
+		if n > maxEntry {
+			return out, off, nil
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return out, off, nil
+		}
+		c := crc32.Update(crc32.Update(0, crcTable, hdr[8:9]), crcTable, payload)
+		if c != sum {
+			return out, off, nil
+		}
+		var e entry
+		e.kind = hdr[8]
+		if (e.kind != kindBegin && e.kind != kindFinish) || json.Unmarshal(payload, &e.rec) != nil {
+			return out, off, nil
+		}
+		off += headerLen + int64(n)
+		out = append(out, e)
+	}
+}
+
+func (s *Store) openSegment(n int64) error {
+	f, err := os.OpenFile(s.segPath(n), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit journal: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	s.f, s.seg, s.off = f, n, st.Size()
+	return nil
+}
+
+// Begin journals new records; they are durable (at the configured level)
+// when it returns.
+func (s *Store) Begin(ctx context.Context, recs []*audit.Record) error {
+	return s.append(kindBegin, recs)
+}
+
+// Finish journals final versions of records.
+func (s *Store) Finish(ctx context.Context, recs []*audit.Record) error {
+	return s.append(kindFinish, recs)
+}
+
+func (s *Store) append(kind byte, recs []*audit.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("audit journal: closed")
+	}
+	if s.fatal != nil {
+		return s.fatal
+	}
+	if s.pending > s.opts.MaxPendingBytes {
+		return ErrHighWater
+	}
+	buf := s.wbuf[:0]
+	ents := make([]entry, 0, len(recs))
+	off := s.off
+	for _, r := range recs {
+		payload, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("audit journal: encoding: %w", err)
+		}
+		var hdr [headerLen]byte
+		binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(payload)))
+		hdr[8] = kind
+		binary.LittleEndian.PutUint32(hdr[4:8], crc32.Update(crc32.Update(0, crcTable, hdr[8:9]), crcTable, payload))
+		buf = append(buf, hdr[:]...)
+		buf = append(buf, payload...)
+		size := int64(headerLen + len(payload))
+		off += size
+		ents = append(ents, entry{kind: kind, rec: *r, seg: s.seg, end: off, size: size})
+	}
+	s.wbuf = buf
+	if _, err := s.f.Write(buf); err != nil {
+		// A short write leaves a torn entry; replay truncates it. Nothing
+		// was acknowledged, so the caller fails closed.
+		return fmt.Errorf("audit journal: write: %w", err)
+	}
+	s.off = off
+	if s.opts.Sync == SyncAlways {
+		if err := s.f.Sync(); err != nil {
+			s.fatal = fmt.Errorf("audit journal: fsync failed; the journal can no longer be trusted: %w", err)
+			return s.fatal
+		}
+	} else {
+		s.dirty = true
+	}
+	s.queue = append(s.queue, ents...)
+	s.pending += int64(len(buf))
+	s.written += uint64(len(ents))
+	if s.off >= s.opts.SegmentBytes {
+		if err := s.rotateLocked(); err != nil {
+			return err
+		}
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (s *Store) rotateLocked() error {
+	if err := s.f.Sync(); err != nil {
+		s.fatal = fmt.Errorf("audit journal: fsync failed: %w", err)
+		return s.fatal
+	}
+	old := s.f
+	if err := s.openSegment(s.seg + 1); err != nil {
+		return err
+	}
+	s.dirty = false
+	return old.Close()
+}
+
+func (s *Store) syncLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if s.dirty && s.fatal == nil {
+			if err := s.f.Sync(); err != nil {
+				s.fatal = fmt.Errorf("audit journal: fsync failed; the journal can no longer be trusted: %w", err)
+				s.log.Error("audit journal: fsync failed", slog.String("cause", err.Error()))
+			}
+			s.dirty = false
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *Store) ingestLoop() {
+	defer s.wg.Done()
+	backoff := 10 * time.Millisecond
+	for {
+		stopping := false
+		select {
+		case <-s.kick:
+		case <-s.stop:
+			stopping = true
+		}
+		for {
+			s.mu.Lock()
+			batch := s.queue
+			if len(batch) > s.opts.MaxBatch {
+				batch = batch[:s.opts.MaxBatch]
+			}
+			s.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := s.apply(ctx, batch, false)
+			cancel()
+			if err != nil {
+				s.log.Error("audit journal: writing to the audit store failed; entries stay journaled and will be retried", slog.String("cause", err.Error()), slog.Int("entries", len(batch)))
+				select {
+				case <-time.After(backoff):
+				case <-s.stop:
+					if stopping {
+						return
+					}
+					stopping = true
+				}
+				if backoff < 5*time.Second {
+					backoff *= 2
+				}
+				continue
+			}
+			backoff = 10 * time.Millisecond
+			lastE := batch[len(batch)-1]
+			var bytes int64
+			for _, e := range batch {
+				bytes += e.size
+			}
+			s.mu.Lock()
+			s.queue = s.queue[len(batch):]
+			if len(s.queue) == 0 {
+				s.queue = nil
+			}
+			s.pending -= bytes
+			s.done += uint64(len(batch))
+			cur := s.seg
+			s.ingested.Broadcast()
+			s.mu.Unlock()
+			if err := s.writeMarker(lastE.seg, lastE.end); err != nil {
+				s.log.Warn("audit journal: recording progress failed (entries may be replayed twice)", slog.String("cause", err.Error()))
+			}
+			for n := lastE.seg - 1; n >= 0 && n < cur; n-- {
+				if err := os.Remove(s.segPath(n)); err != nil {
+					break
+				}
+			}
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// apply writes entries to the inner store in order, grouping runs of the
+// same kind. During replay a Begin may repeat one the inner store already
+// has; then the run is written with Finish, which upserts.
+func (s *Store) apply(ctx context.Context, entries []entry, replay bool) error {
+	for i := 0; i < len(entries); {
+		j := i
+		for j < len(entries) && entries[j].kind == entries[i].kind && j-i < s.opts.MaxBatch {
+			j++
+		}
+		recs := make([]*audit.Record, 0, j-i)
+		for k := i; k < j; k++ {
+			r := entries[k].rec
+			recs = append(recs, &r)
+		}
+		var err error
+		if entries[i].kind == kindBegin {
+			err = s.inner.Begin(ctx, recs)
+			if err != nil && replay {
+				err = s.inner.Finish(ctx, recs)
+			}
+		} else {
+			err = s.inner.Finish(ctx, recs)
+		}
+		if err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// Flush waits until everything journaled so far has reached the inner
+// store, or ctx ends.
+func (s *Store) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	target := s.written
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.mu.Lock()
+		for s.done < target && !s.closed && ctx.Err() == nil {
+			s.ingested.Wait()
+		}
+		s.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		s.ingested.Broadcast()
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// List reads from the inner store after what was journaled before the call
+// has reached it.
+func (s *Store) List(ctx context.Context, f audit.Filter) ([]audit.Record, error) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = s.Flush(fctx)
+	return s.inner.List(ctx, f)
+}
+
+// Recover closes records left begun by a crash, after the replay.
+func (s *Store) Recover(ctx context.Context, instance string) (int, error) {
+	r, ok := s.inner.(audit.Recoverer)
+	if !ok {
+		return 0, nil
+	}
+	if err := s.Flush(ctx); err != nil {
+		return 0, err
+	}
+	return r.Recover(ctx, instance)
+}
+
+// Close drains the journal into the inner store, syncs, and closes both.
+func (s *Store) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	flushErr := s.Flush(ctx)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.ingested.Broadcast()
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	s.mu.Lock()
+	syncErr := s.f.Sync()
+	closeErr := s.f.Close()
+	drained := len(s.queue) == 0
+	s.mu.Unlock()
+	if drained && flushErr == nil {
+		// Everything reached the inner store: the journal is no longer needed.
+		segs, _ := s.segments()
+		for _, n := range segs {
+			_ = os.Remove(s.segPath(n))
+		}
+		_ = s.writeMarker(s.seg+1, 0)
+	}
+	return errors.Join(flushErr, syncErr, closeErr, s.inner.Close())
+}

@@ -1,0 +1,251 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+)
+
+// memStore is an in-memory inner store that can be made to fail.
+type memStore struct {
+	mu      sync.Mutex
+	recs    map[string]audit.Record
+	order   []string
+	failing atomic.Bool
+	begins  int
+}
+
+func newMem() *memStore { return &memStore{recs: map[string]audit.Record{}} }
+
+func (m *memStore) Begin(ctx context.Context, recs []*audit.Record) error {
+	if m.failing.Load() {
+		return errors.New("disk full")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range recs {
+		if _, ok := m.recs[r.RequestID]; ok {
+			return fmt.Errorf("UNIQUE constraint failed: %s", r.RequestID)
+		}
+	}
+	for _, r := range recs {
+		m.recs[r.RequestID] = *r
+		m.order = append(m.order, r.RequestID)
+		m.begins++
+	}
+	return nil
+}
+
+func (m *memStore) Finish(ctx context.Context, recs []*audit.Record) error {
+	if m.failing.Load() {
+		return errors.New("disk full")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range recs {
+		if _, ok := m.recs[r.RequestID]; !ok {
+			m.order = append(m.order, r.RequestID)
+		}
+		m.recs[r.RequestID] = *r
+	}
+	return nil
+}
+
+func (m *memStore) List(ctx context.Context, f audit.Filter) ([]audit.Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []audit.Record
+	for _, id := range m.order {
+		out = append(out, m.recs[id])
+	}
+	return out, nil
+}
+
+func (m *memStore) Close() error { return nil }
+
+func rec(i int, st audit.State) *audit.Record {
+	return &audit.Record{RequestID: fmt.Sprintf("req-%04d", i), State: st, Time: time.Unix(int64(i), 0).UTC(), Model: "claude-sonnet-4-6"}
+}
+
+func TestBeginFinishReachInnerInOrder(t *testing.T) {
+	inner := newMem()
+	s, err := Open(context.Background(), inner, Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if err := s.Begin(context.Background(), []*audit.Record{rec(i, audit.StateBegun)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 100; i += 2 {
+		r := rec(i, audit.StateCompleted)
+		r.Status = 200
+		s.Finish(context.Background(), []*audit.Record{r})
+	}
+	got, err := s.List(context.Background(), audit.Filter{})
+	if err != nil || len(got) != 100 {
+		t.Fatalf("list: %d %v", len(got), err)
+	}
+	for i, r := range got {
+		want := audit.StateBegun
+		if i%2 == 0 {
+			want = audit.StateCompleted
+		}
+		if r.RequestID != fmt.Sprintf("req-%04d", i) || r.State != want {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(s.opts.Dir, "*.journal")); len(segs) != 0 {
+		t.Fatalf("segments left after a clean close: %v", segs)
+	}
+}
+
+// TestReplayAfterCrash: entries journaled while the inner store could not
+// take them are replayed by the next Open, as after a killed process.
+func TestReplayAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	dead := newMem()
+	dead.failing.Store(true)
+	s1, err := Open(context.Background(), dead, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if err := s1.Begin(context.Background(), []*audit.Record{rec(i, audit.StateBegun)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1.Finish(context.Background(), []*audit.Record{rec(7, audit.StateCompleted)})
+	// "Crash": s1 is abandoned without Close; its file holds everything.
+	inner := newMem()
+	s2, err := Open(context.Background(), inner, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	got, _ := inner.List(context.Background(), audit.Filter{})
+	if len(got) != 50 {
+		t.Fatalf("replayed %d records, want 50", len(got))
+	}
+	if inner.recs["req-0007"].State != audit.StateCompleted || inner.recs["req-0008"].State != audit.StateBegun {
+		t.Fatalf("replayed states wrong: %+v %+v", inner.recs["req-0007"], inner.recs["req-0008"])
+	}
+}
+
+func TestTornTailIsTruncated(t *testing.T) {
+	dir := t.TempDir()
+	dead := newMem()
+	dead.failing.Store(true)
+	s1, _ := Open(context.Background(), dead, Options{Dir: dir})
+	for i := 0; i < 3; i++ {
+		s1.Begin(context.Background(), []*audit.Record{rec(i, audit.StateBegun)})
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.journal"))
+	f, _ := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	f.Write([]byte{200, 0, 0, 0, 1, 2, 3, 4, 'B', '{', '"'}) // half an entry: the process died mid-write
+	f.Close()
+	inner := newMem()
+	s2, err := Open(context.Background(), inner, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if len(inner.recs) != 3 {
+		t.Fatalf("replayed %d, want 3", len(inner.recs))
+	}
+}
+
+// TestDoubleReplayIsIdempotent: a crash between an inner commit and the
+// progress marker replays entries the inner store already has.
+func TestDoubleReplayIsIdempotent(t *testing.T) {
+	dir := t.TempDir()
+	inner := newMem()
+	s1, _ := Open(context.Background(), inner, Options{Dir: dir})
+	for i := 0; i < 10; i++ {
+		s1.Begin(context.Background(), []*audit.Record{rec(i, audit.StateBegun)})
+	}
+	s1.Flush(context.Background())
+	os.Remove(filepath.Join(dir, "ingested")) // progress lost
+	// Abandon s1 (crash) and reopen over the same inner store.
+	s2, err := Open(context.Background(), inner, Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("replay over existing records: %v", err)
+	}
+	defer s2.Close()
+	if len(inner.recs) != 10 || inner.begins != 10 {
+		t.Fatalf("records %d, begins %d", len(inner.recs), inner.begins)
+	}
+}
+
+func TestHighWaterFailsClosed(t *testing.T) {
+	inner := newMem()
+	inner.failing.Store(true)
+	s, _ := Open(context.Background(), inner, Options{Dir: t.TempDir(), MaxPendingBytes: 2000})
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		err = s.Begin(context.Background(), []*audit.Record{rec(i, audit.StateBegun)})
+	}
+	if !errors.Is(err, ErrHighWater) {
+		t.Fatalf("err = %v, want the high-water mark", err)
+	}
+	inner.failing.Store(false) // the store recovers: the backlog drains and Begin works again
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Begin(context.Background(), []*audit.Record{rec(1000, audit.StateBegun)}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
+
+func TestSegmentsRotateAndAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	inner := newMem()
+	s, _ := Open(context.Background(), inner, Options{Dir: dir, SegmentBytes: 1024, Sync: SyncAlways})
+	for i := 0; i < 200; i++ {
+		s.Begin(context.Background(), []*audit.Record{rec(i, audit.StateBegun)})
+	}
+	s.Flush(context.Background())
+	time.Sleep(50 * time.Millisecond)
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.journal"))
+	if len(segs) > 2 {
+		t.Fatalf("%d segments kept after ingestion", len(segs))
+	}
+	if len(inner.recs) != 200 {
+		t.Fatalf("%d records", len(inner.recs))
+	}
+	s.Close()
+}
+
+func BenchmarkBegin(b *testing.B) {
+	for _, level := range []string{SyncCrash, SyncAlways} {
+		b.Run(level, func(b *testing.B) {
+			s, _ := Open(context.Background(), newMem(), Options{Dir: b.TempDir(), Sync: level})
+			defer s.Close()
+			r := rec(1, audit.StateBegun)
+			r.UserName, r.UserAgent, r.Issuer = "ada@contoso.example", "claude-cli/2.1.300 (external, cli)", "https://login.microsoftonline.com/x/v2.0"
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c := *r
+				c.RequestID = fmt.Sprintf("r%d", i)
+				if err := s.Begin(context.Background(), []*audit.Record{&c}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
