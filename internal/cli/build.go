@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/journal"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
@@ -135,7 +136,14 @@ func openAuditStore(ctx context.Context, c config.Audit, log *slog.Logger) (reco
 	if err != nil {
 		return nil, fmt.Errorf("audit: opening %s: %w", c.SQLite, err)
 	}
-	return st, nil
+	// The journal makes the write before forwarding one append (decisions
+	// D1); SQLite receives the records moments later, in order.
+	j, err := journal.Open(ctx, st, journal.Options{Dir: c.SQLite + ".journal", Sync: c.Sync, Logger: log})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("audit: opening the journal of %s: %w", c.SQLite, err)
+	}
+	return j, nil
 }
 
 // newUpstreamClient returns the HTTP client for one upstream: TLS verified

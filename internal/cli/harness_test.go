@@ -50,7 +50,7 @@ func (s *syncBuffer) String() string {
 // harness is one real gateway process-in-a-goroutine, started through Run
 // exactly as `gatehouse serve --config FILE` would be.
 type harness struct {
-	t           *testing.T
+	t           testing.TB
 	idp         *idp.Server
 	stub        *fakeanthropic.Server
 	upstreamKey string
@@ -70,9 +70,10 @@ type harnessOptions struct {
 	extraYAML    string // appended to the configuration
 	serverYAML   string // the server: section body
 	upstreamYAML string // extra keys for the upstream entry
+	logLevel     string // default debug
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-func startGateway(t *testing.T, o harnessOptions) *harness {
+func startGateway(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan int, 1)}
 	var err error
@@ -93,6 +94,9 @@ func startGateway(t *testing.T, o harnessOptions) *harness {
 	t.Cleanup(func() { h.idp.Close() })
 	if o.provider == "" {
 		o.provider = "anthropic"
+	}
+	if o.logLevel == "" {
+		o.logLevel = "debug"
 	}
 	h.upstreamKey = "sk-canary-" + randomHex(12)
 	o.stub.Key = h.upstreamKey
@@ -133,8 +137,8 @@ audit:
   sqlite: %s
   flush_interval: 10ms
 log:
-  level: debug
-`, addr, h.idp.Issuer(testTenant), testClientID, o.provider, upURL, indentBlock(o.upstreamYAML, "    "), h.auditPath)
+  level: %s
+`, addr, h.idp.Issuer(testTenant), testClientID, o.provider, upURL, indentBlock(o.upstreamYAML, "    "), h.auditPath, o.logLevel)
 	if o.serverYAML != "" {
 		cfg += "server:\n" + indentBlock(o.serverYAML, "  ") + "\n"
 	}
