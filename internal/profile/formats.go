@@ -27,12 +27,27 @@ func mobileconfig(o Options, c Client, domain string, settings *dict) []byte {
 
 	inner := &dict{}
 	inner.set("PayloadDisplayName", name)
-	inner.set("PayloadIdentifier", ident+"."+domain)
-	inner.set("PayloadType", domain)
-	inner.set("PayloadUUID", stableUUID("payload\x00"+seed))
-	inner.set("PayloadVersion", 1)
-	for i, k := range settings.keys {
-		inner.set(k, settings.vals[i])
+	if o.MCX {
+		seed += "\x00mcx"
+		inner.set("PayloadIdentifier", ident+".mcx")
+		inner.set("PayloadType", "com.apple.ManagedClient.preferences")
+		inner.set("PayloadUUID", stableUUID("payload\x00"+seed))
+		inner.set("PayloadVersion", 1)
+		forced := &dict{}
+		forced.set("mcx_preference_settings", settings)
+		dom := &dict{}
+		dom.set("Forced", []any{forced})
+		content := &dict{}
+		content.set(domain, dom)
+		inner.set("PayloadContent", content)
+	} else {
+		inner.set("PayloadIdentifier", ident+"."+domain)
+		inner.set("PayloadType", domain)
+		inner.set("PayloadUUID", stableUUID("payload\x00"+seed))
+		inner.set("PayloadVersion", 1)
+		for i, k := range settings.keys {
+			inner.set(k, settings.vals[i])
+		}
 	}
 
 	outer := &dict{}

@@ -82,12 +82,27 @@ type Options struct {
 	// Credential-bearing header names are refused.
 	CustomHeaders map[string]string
 
+	// DesktopHelper, if set, is the absolute path of an executable Claude
+	// Desktop runs for its credential (inferenceCredentialKind=helper-script,
+	// inferenceCredentialHelper) instead of its own OIDC sign-in. Desktop
+	// passes no arguments, so the executable reads its settings from the
+	// machine-wide client.json (see docs/profiles.md). Empty: Desktop signs
+	// in itself through inferenceGatewayOidc.
+	DesktopHelper string
+
 	// HelperCommand is Claude Code's apiKeyHelper: the shell command that
 	// prints the user's token. Empty: DefaultHelperCommand for the format.
 	HelperCommand string
 	// HelperTTLMillis is CLAUDE_CODE_API_KEY_HELPER_TTL_MS. Zero: 300000
 	// (5 minutes; the helper caches and refreshes on its own).
 	HelperTTLMillis int
+
+	// MCX writes the .mobileconfig in the Jamf "Custom Settings" (MCX) form:
+	// a com.apple.ManagedClient.preferences payload holding
+	// <domain> → Forced[0] → mcx_preference_settings. Zero value: the settings
+	// sit at the top level of a payload whose PayloadType is the domain. Both
+	// end up in /Library/Managed Preferences.
+	MCX bool
 
 	// Identifier is the outer PayloadIdentifier of a .mobileconfig. Empty:
 	// "dev.gatehouse.profile.<client>".
@@ -188,6 +203,8 @@ var (
 	// safeRE is what may go unquoted into a shell command or a plist.
 	safeRE   = regexp.MustCompile(`^[A-Za-z0-9._~:/%+@=-]+$`)
 	scopesRE = regexp.MustCompile(`^[A-Za-z0-9._~:/ -]+$`)
+	// absPathRE: a Unix absolute path or a Windows drive path, no quotes.
+	absPathRE = regexp.MustCompile(`^(/|[A-Za-z]:\\)[^"'\x00-\x1f]*$`)
 )
 
 var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -252,10 +269,13 @@ func (o Options) Validate() error {
 			add(err)
 		}
 	}
+	if o.DesktopHelper != "" && !absPathRE.MatchString(o.DesktopHelper) {
+		add(refuse("desktop-helper", "must be the absolute path of an executable (Desktop passes no arguments), e.g. /usr/local/bin/gatehouse-token"))
+	}
 	if o.Scopes != "" && !scopesRE.MatchString(o.Scopes) {
 		add(refuse("scopes", "may contain only letters, digits, spaces and . _ ~ : / -"))
 	}
-	for _, s := range []struct{ field, v string }{{"scopes", o.Scopes}, {"helper", o.HelperCommand}, {"identifier", o.Identifier}, {"organization", o.Organization}} {
+	for _, s := range []struct{ field, v string }{{"scopes", o.Scopes}, {"helper", o.HelperCommand}, {"desktop-helper", o.DesktopHelper}, {"identifier", o.Identifier}, {"organization", o.Organization}} {
 		if looksSecret(s.v) {
 			add(refuse(s.field, "contains what looks like a secret; a profile carries no secrets"))
 		}

@@ -42,6 +42,10 @@ func goldenCases() []struct {
 	withExtras.CustomHeaders = map[string]string{"X-Org-Id": "team-1 & <ops>"}
 	withExtras.Organization = "Contoso & Partners"
 	withExtras.Broker = true
+	helper := baseOptions()
+	helper.DesktopHelper = "/usr/local/bin/gatehouse-token"
+	mcx := baseOptions()
+	mcx.MCX = true
 	access := baseOptions()
 	access.BearerTokenType = "access_token"
 	access.Scopes = "api://" + clientID + "/access_as_user"
@@ -63,6 +67,10 @@ func goldenCases() []struct {
 		{"code-extras.json", Code, JSON, withExtras},
 		{"desktop-access-token.json", Desktop, JSON, access},
 		{"code-access-token.reg", Code, Reg, access},
+		{"desktop-helper.json", Desktop, JSON, helper},
+		{"desktop-helper.reg", Desktop, Reg, helper},
+		{"desktop-mcx.mobileconfig", Desktop, MobileConfig, mcx},
+		{"code-mcx.mobileconfig", Code, MobileConfig, mcx},
 	}
 }
 
@@ -197,6 +205,73 @@ func TestCodeMobileconfigParses(t *testing.T) {
 	}
 }
 
+// TestMCXForm checks the Jamf Custom Settings layout: the settings sit at
+// PayloadContent[0].PayloadContent.<domain>.Forced[0].mcx_preference_settings.
+func TestMCXForm(t *testing.T) {
+	o := baseOptions()
+	o.MCX = true
+	for _, tc := range []struct {
+		c      Client
+		domain string
+	}{{Desktop, "com.anthropic.claudefordesktop"}, {Code, "com.anthropic.claudecode"}} {
+		out, err := Generate(tc.c, MobileConfig, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			PayloadContent []struct {
+				PayloadType    string
+				PayloadContent map[string]struct {
+					Forced []struct {
+						Settings map[string]any `plist:"mcx_preference_settings"`
+					}
+				}
+			}
+		}
+		if _, err := plist.Unmarshal(out, &p); err != nil {
+			t.Fatal(err)
+		}
+		in := p.PayloadContent[0]
+		if in.PayloadType != "com.apple.ManagedClient.preferences" {
+			t.Fatalf("PayloadType %q", in.PayloadType)
+		}
+		forced := in.PayloadContent[tc.domain].Forced
+		if len(forced) != 1 {
+			t.Fatalf("%s: Forced = %v", tc.domain, in.PayloadContent)
+		}
+		s := forced[0].Settings
+		switch tc.c {
+		case Desktop:
+			if s["inferenceProvider"] != "gateway" || s["inferenceGatewayBaseUrl"] != gateway {
+				t.Errorf("desktop settings %v", s)
+			}
+		case Code:
+			if env, ok := s["env"].(map[string]any); !ok || env["ANTHROPIC_BASE_URL"] != gateway {
+				t.Errorf("code settings %v", s)
+			}
+		}
+	}
+}
+
+func TestDesktopHelperMode(t *testing.T) {
+	o := baseOptions()
+	o.DesktopHelper = "/usr/local/bin/gatehouse-token"
+	out, err := Generate(Desktop, JSON, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["inferenceCredentialKind"] != "helper-script" || m["inferenceCredentialHelper"] != o.DesktopHelper {
+		t.Errorf("helper keys: %v", m)
+	}
+	if _, ok := m["inferenceGatewayOidc"]; ok {
+		t.Error("helper mode still carries inferenceGatewayOidc")
+	}
+}
+
 func TestRegFormat(t *testing.T) {
 	out, err := Generate(Desktop, Reg, baseOptions())
 	if err != nil {
@@ -302,6 +377,8 @@ func TestRefusals(t *testing.T) {
 		{"broker non-entra", mod(func(o *Options) { o.Issuer = "https://corp.okta.com"; o.ClientID = "0oa1"; o.Broker = true }), "broker"},
 		{"duplicate model", mod(func(o *Options) { o.Models = []string{"a", "a"} }), "twice"},
 		{"model with quote", mod(func(o *Options) { o.Models = []string{`a"b`} }), "model[0]"},
+		{"relative desktop helper", mod(func(o *Options) { o.DesktopHelper = "gatehouse token" }), "absolute path"},
+		{"quoted desktop helper", mod(func(o *Options) { o.DesktopHelper = `C:\Program Files\"x".exe` }), "absolute path"},
 		{"newline helper", mod(func(o *Options) { o.HelperCommand = "a\nb" }), "control"},
 	}
 	for _, tc := range tests {
@@ -430,6 +507,68 @@ func FuzzDecodeReg(f *testing.F) {
 		k2, v2, err := DecodeReg(reg(key, d))
 		if err != nil || k2 != key || !reflect.DeepEqual(v2, vals) {
 			t.Fatalf("round trip: %v %q %v", err, k2, v2)
+		}
+	})
+}
+
+// TestInspectRoundTrip: every golden profile reads back to the options it
+// was generated from.
+func TestInspectRoundTrip(t *testing.T) {
+	for _, tc := range goldenCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := Generate(tc.c, tc.f, tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := Inspect(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Client != tc.c || s.GatewayURL != tc.o.GatewayURL {
+				t.Errorf("summary %+v", s)
+			}
+			helperMode := tc.c == Desktop && tc.o.DesktopHelper != ""
+			if !helperMode && (s.ClientID != tc.o.ClientID || s.Issuer != tc.o.Issuer) {
+				t.Errorf("client %q issuer %q", s.ClientID, s.Issuer)
+			}
+			wantType := "id_token"
+			if tc.o.BearerTokenType == "access_token" {
+				wantType = "access_token"
+			}
+			if s.TokenType != wantType {
+				t.Errorf("token type %q, want %q", s.TokenType, wantType)
+			}
+		})
+	}
+}
+
+func TestInspectRejectsMisencodedDesktop(t *testing.T) {
+	// The most common MDM mistake: inferenceGatewayOidc as a dict.
+	bad := []byte(`<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>PayloadContent</key><array><dict>
+<key>PayloadType</key><string>com.anthropic.claudefordesktop</string>
+<key>inferenceProvider</key><string>gateway</string>
+<key>inferenceGatewayOidc</key><dict><key>clientId</key><string>x</string></dict>
+</dict></array></dict></plist>`)
+	if _, err := Inspect(bad); err == nil || !strings.Contains(err.Error(), "one string holding JSON") {
+		t.Errorf("err = %v", err)
+	}
+	for _, in := range []string{"", "{}", "[1]", "<plist>", `{"inferenceProvider":"anthropic"}`} {
+		if _, err := Inspect([]byte(in)); err == nil {
+			t.Errorf("Inspect(%q) accepted", in)
+		}
+	}
+}
+
+func FuzzInspect(f *testing.F) {
+	for _, tc := range goldenCases() {
+		b, _ := Generate(tc.c, tc.f, tc.o)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"env":{"ANTHROPIC_BASE_URL":"x"},"apiKeyHelper":"--issuer"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Inspect(data)
+		if err == nil && s == nil {
+			t.Fatal("nil summary without error")
 		}
 	})
 }

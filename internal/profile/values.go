@@ -143,19 +143,27 @@ func desktopValues(o Options) (*dict, error) {
 	d := &dict{}
 	d.set("inferenceProvider", "gateway")
 	d.set("inferenceGatewayBaseUrl", o.GatewayURL)
-	d.set("inferenceCredentialKind", "interactive")
-	oidc := &dict{}
-	oidc.set("issuer", o.Issuer)
-	oidc.set("clientId", o.ClientID)
-	if o.BearerTokenType == "access_token" {
-		oidc.set("bearerTokenType", "access_token")
-	}
-	if o.Scopes != "" {
-		oidc.set("scopes", o.Scopes)
-	}
-	d.set("inferenceGatewayOidc", compactJSON(oidc))
-	if o.Broker {
-		d.set("inferenceGatewayOidcAuthFlow", "broker")
+	if o.DesktopHelper != "" {
+		// The helper (gatehouse token) signs in and caches; Desktop re-runs
+		// it when the cached output is 5 minutes old and on a 401.
+		d.set("inferenceCredentialKind", "helper-script")
+		d.set("inferenceCredentialHelper", o.DesktopHelper)
+		d.set("inferenceCredentialHelperTtlSec", "300")
+	} else {
+		d.set("inferenceCredentialKind", "interactive")
+		oidc := &dict{}
+		oidc.set("issuer", o.Issuer)
+		oidc.set("clientId", o.ClientID)
+		if o.BearerTokenType == "access_token" {
+			oidc.set("bearerTokenType", "access_token")
+		}
+		if o.Scopes != "" {
+			oidc.set("scopes", o.Scopes)
+		}
+		d.set("inferenceGatewayOidc", compactJSON(oidc))
+		if o.Broker {
+			d.set("inferenceGatewayOidcAuthFlow", "broker")
+		}
 	}
 	if len(o.Models) > 0 {
 		d.set("inferenceModels", compactJSON(anyStrings(o.Models)))
