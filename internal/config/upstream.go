@@ -65,6 +65,9 @@ type Azure struct {
 type ManagedIdentity struct {
 	// ClientID selects a user-assigned identity. Default: system-assigned.
 	ClientID string `yaml:"client_id,omitempty"`
+	// ResourceID selects a user-assigned identity by its ARM resource id
+	// instead (/subscriptions/…/userAssignedIdentities/NAME).
+	ResourceID string `yaml:"resource_id,omitempty"`
 	// Endpoint overrides the IMDS base URL (tests and the demo). Default
 	// http://169.254.169.254.
 	Endpoint string `yaml:"endpoint,omitempty"`
@@ -279,7 +282,9 @@ func (c *Config) validateUpstreams(v *validator) {
 					raw = "http://" + raw
 				}
 				if pu, err := url.Parse(raw); err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
-					uv.add("proxy.url", "%q is not http(s)://host:port", p.URL)
+					uv.add("proxy.url", "is not http(s)://host:port")
+				} else if pu.User != nil {
+					uv.add("proxy.url", "must not carry credentials (they would be printed with the configuration); use from_environment: true with HTTPS_PROXY")
 				}
 			}
 		}
@@ -345,6 +350,12 @@ func (u *Upstream) validateCredentials(uv *validator) {
 	if mi := az.ManagedIdentity; mi != nil {
 		mv := av.at("managed_identity")
 		checkGUID(mv, "client_id", mi.ClientID)
+		if mi.ClientID != "" && mi.ResourceID != "" {
+			mv.add("", "set client_id or resource_id, not both")
+		}
+		if mi.ResourceID != "" && !strings.HasPrefix(strings.ToLower(mi.ResourceID), "/subscriptions/") {
+			mv.add("resource_id", "must be an ARM resource id starting with /subscriptions/")
+		}
 		if mi.Endpoint != "" {
 			eu, err := url.Parse(mi.Endpoint)
 			switch {

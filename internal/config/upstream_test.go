@@ -144,6 +144,8 @@ MODEL
 		{"sp missing ids", "foundry", "    azure: {service_principal: {certificate_file: /x.pem}}", "    upstream: up", []string{"service_principal.tenant_id: is required", "service_principal.client_id: is required"}},
 		{"reserved header", "foundry", "    api_key: ${env:K}\n    headers: {Authorization: x, X_Alias: y, anthropic-beta: z}", "    upstream: up", []string{"\"Authorization\" is reserved", "\"X_Alias\": header names", "\"anthropic-beta\" is reserved"}},
 		{"proxy both", "foundry", "    api_key: ${env:K}\n    proxy: {from_environment: true, url: http://p:1}", "    upstream: up", []string{"upstreams[0].proxy: set either"}},
+		{"proxy with credentials", "foundry", "    api_key: ${env:K}\n    proxy: {url: \"http://user:pw@proxy:3128\"}", "    upstream: up", []string{"upstreams[0].proxy.url: must not carry credentials"}},
+		{"mi client and resource id", "foundry", "    azure: {managed_identity: {client_id: 0b0b0b0b-0000-0000-0000-000000000001, resource_id: /subscriptions/x}}", "    upstream: up", []string{"managed_identity: set client_id or resource_id"}},
 		{"proxy empty", "foundry", "    api_key: ${env:K}\n    proxy: {no_proxy: x}", "    upstream: up", []string{"upstreams[0].proxy.url: is required"}},
 		{"both timeouts differ", "foundry", "    api_key: ${env:K}\n    first_byte_timeout: 1m\n    response_header_timeout: 2m", "    upstream: up", []string{"first_byte_timeout: and response_header_timeout"}},
 		{"routes and upstream", "foundry", "    api_key: ${env:K}", "    upstream: up\n    routes: [{upstream: up}]", []string{"models[0].routes: use either routes"}},

@@ -28,6 +28,8 @@ const (
 	appID    = "aaaaaaaa-0000-0000-0000-000000000001"
 	systemMI = "bbbbbbbb-0000-0000-0000-000000000001"
 	userMI   = "cccccccc-0000-0000-0000-000000000001"
+	// userMIRes is userMI's ARM resource id.
+	userMIRes = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/gatehouse"
 )
 
 // clock is a settable time source shared by the fake and the credential.
@@ -161,23 +163,24 @@ func TestResourceFromScope(t *testing.T) {
 func TestManagedIdentityIMDS(t *testing.T) {
 	f := startFake(t, nil, 0)
 	f.SetSystemAssignedIdentity(systemMI)
-	f.AddUserAssignedIdentity(userMI)
+	f.AddUserAssignedIdentity(userMI, userMIRes)
 
 	cases := []struct {
-		name, clientID, scope string
-		wantClient, wantRes   string
-		wantStatus            int
+		name, clientID, resID, scope string
+		wantClient, wantRes          string
+		wantStatus                   int
 	}{
-		{"system assigned, default scope", "", "", systemMI, "https://ai.azure.com", 0},
-		{"user assigned", userMI, "", userMI, "https://ai.azure.com", 0},
-		{"cognitive services scope", "", "https://cognitiveservices.azure.com/.default", systemMI, "https://cognitiveservices.azure.com", 0},
-		{"unknown identity", "dddddddd-0000-0000-0000-000000000000", "", "", "", 400},
+		{"system assigned, default scope", "", "", "", systemMI, "https://ai.azure.com", 0},
+		{"user assigned", userMI, "", "", userMI, "https://ai.azure.com", 0},
+		{"user assigned by resource id", "", userMIRes, "", userMI, "https://ai.azure.com", 0},
+		{"cognitive services scope", "", "", "https://cognitiveservices.azure.com/.default", systemMI, "https://cognitiveservices.azure.com", 0},
+		{"unknown identity", "dddddddd-0000-0000-0000-000000000000", "", "", "", "", 400},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := f.Requests(azure.IMDS)
 			c, err := credential.NewManagedIdentity(credential.ManagedIdentityOptions{
-				TokenOptions: fastOpts(nil, nil), ClientID: tc.clientID, Scope: tc.scope, IMDSEndpoint: f.URL(),
+				TokenOptions: fastOpts(nil, nil), ClientID: tc.clientID, ResourceID: tc.resID, Scope: tc.scope, IMDSEndpoint: f.URL(),
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -24,6 +24,10 @@ type ManagedIdentityOptions struct {
 	// ClientID selects a user-assigned identity. Empty: the system-assigned
 	// identity (or the only user-assigned one).
 	ClientID string
+	// ResourceID selects a user-assigned identity by ARM resource id
+	// (msi_res_id for IMDS, mi_res_id for App Service). Exclusive with
+	// ClientID.
+	ResourceID string
 	// Getenv reads IDENTITY_ENDPOINT and IDENTITY_HEADER (set by App
 	// Service, Functions and Container Apps). When both are set they are
 	// used; otherwise IMDS. Nil: IMDS.
@@ -39,6 +43,9 @@ type ManagedIdentityOptions struct {
 // 2018-02-01, header Metadata: true). IMDS is never reached through a proxy.
 func NewManagedIdentity(o ManagedIdentityOptions) (*TokenCredential, error) {
 	o.normalize(5)
+	if o.ClientID != "" && o.ResourceID != "" {
+		return nil, errors.New("credential: managed identity: set a client id or a resource id, not both")
+	}
 	if o.Scope == "" {
 		o.Scope = DefaultScope
 	}
@@ -63,6 +70,9 @@ func NewManagedIdentity(o ManagedIdentityOptions) (*TokenCredential, error) {
 				q.Set("resource", resource)
 				if o.ClientID != "" {
 					q.Set("client_id", o.ClientID)
+				}
+				if o.ResourceID != "" {
+					q.Set("mi_res_id", o.ResourceID)
 				}
 				ru := *u
 				ru.RawQuery = q.Encode()
@@ -95,6 +105,9 @@ func NewManagedIdentity(o ManagedIdentityOptions) (*TokenCredential, error) {
 			q.Set("resource", resource)
 			if o.ClientID != "" {
 				q.Set("client_id", o.ClientID)
+			}
+			if o.ResourceID != "" {
+				q.Set("msi_res_id", o.ResourceID)
 			}
 			ru := *bu
 			ru.RawQuery = q.Encode()

@@ -317,3 +317,22 @@ func TestKeepAliveCloseUnblocks(t *testing.T) {
 		t.Fatal("Read still blocked after Close")
 	}
 }
+
+// FuzzRetryAfter: upstream headers are untrusted; the parsed wait is never
+// negative and never absurd.
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"30", "1.5", "Wed, 21 Oct 2026 07:28:00 GMT", "-1", "1e308", "NaN", "Inf", ""} {
+		f.Add(s, "")
+	}
+	f.Add("", "250")
+	f.Add("", "1e400")
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, ra, raMs string) {
+		h := http.Header{}
+		h.Set("Retry-After", ra)
+		h.Set("Retry-After-Ms", raMs)
+		if d := retryAfter(h, now); d < 0 || d > 24*time.Hour {
+			t.Fatalf("retryAfter(%q, %q) = %v", ra, raMs, d)
+		}
+	})
+}

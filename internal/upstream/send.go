@@ -302,8 +302,13 @@ func (rt *Router) buffer(resp *http.Response) *http.Response {
 }
 
 // retryAfter parses Retry-After (seconds or an HTTP date), then the
-// Anthropic/OpenAI-style retry-after-ms header.
+// Anthropic/OpenAI-style retry-after-ms header, capped at a day (Send caps
+// further at RouterOptions.MaxRetryAfter).
 func retryAfter(h http.Header, now time.Time) time.Duration {
+	return min(parseRetryAfter(h, now), 24*time.Hour)
+}
+
+func parseRetryAfter(h http.Header, now time.Time) time.Duration {
 	if v := h.Get("Retry-After"); v != "" {
 		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 && s < 1e7 {
 			return time.Duration(s * float64(time.Second))

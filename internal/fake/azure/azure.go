@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -89,8 +90,8 @@ type Server struct {
 	fedKey  *rsa.PrivateKey
 
 	mu             sync.Mutex
-	systemMI       string // client id of the system-assigned identity, "" if none
-	userMI         map[string]bool
+	systemMI       string            // client id of the system-assigned identity, "" if none
+	userMI         map[string]string // client id → ARM resource id
 	identityHeader string
 	apps           map[[2]string]*app // (tenant, client id)
 	tenants        map[string]bool
@@ -118,7 +119,7 @@ func Start(o Options) (*Server, error) {
 	s := &Server{
 		o: o, ln: ln,
 		url:            "http://" + ln.Addr().String(),
-		userMI:         map[string]bool{},
+		userMI:         map[string]string{},
 		identityHeader: randomHex(16),
 		apps:           map[[2]string]*app{},
 		tenants:        map[string]bool{},
@@ -182,10 +183,11 @@ func (s *Server) SetSystemAssignedIdentity(clientID string) {
 }
 
 // AddUserAssignedIdentity attaches a user-assigned identity to the host.
-func (s *Server) AddUserAssignedIdentity(clientID string) {
+// resourceID (optional) is its ARM id, for msi_res_id / mi_res_id selection.
+func (s *Server) AddUserAssignedIdentity(clientID string, resourceID ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.userMI[clientID] = true
+	s.userMI[clientID] = strings.Join(resourceID, "")
 }
 
 // AddTenant registers a tenant (apps register theirs implicitly).

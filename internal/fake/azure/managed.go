@@ -30,12 +30,23 @@ func imdsDefaultBody(status int) any {
 // selectIdentity applies IMDS's rules: an explicit client_id must be
 // attached; otherwise the system-assigned identity, or the only
 // user-assigned one.
-func (s *Server) selectIdentity(clientID string) (string, string) {
+func (s *Server) selectIdentity(clientID, resourceID string) (string, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if clientID != "" && resourceID != "" {
+		return "", "Only one of client_id, object_id or msi_res_id may be specified"
+	}
 	if clientID != "" {
-		if s.userMI[clientID] || clientID == s.systemMI {
+		if _, ok := s.userMI[clientID]; ok || clientID == s.systemMI {
 			return clientID, ""
+		}
+		return "", "Identity not found"
+	}
+	if resourceID != "" {
+		for id, res := range s.userMI {
+			if res != "" && strings.EqualFold(res, resourceID) {
+				return id, ""
+			}
 		}
 		return "", "Identity not found"
 	}
@@ -84,7 +95,7 @@ func (s *Server) handleIMDS(w http.ResponseWriter, r *http.Request) {
 		bad("Required audience variable missing.")
 		return
 	}
-	id, why := s.selectIdentity(q.Get("client_id"))
+	id, why := s.selectIdentity(q.Get("client_id"), q.Get("msi_res_id"))
 	if id == "" {
 		bad(why)
 		return
@@ -153,7 +164,7 @@ func (s *Server) handleAppService(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "The resource parameter is required.")
 		return
 	}
-	id, why := s.selectIdentity(q.Get("client_id"))
+	id, why := s.selectIdentity(q.Get("client_id"), q.Get("mi_res_id"))
 	if id == "" {
 		fail(http.StatusBadRequest, why)
 		return
