@@ -109,7 +109,7 @@ func buildGovernance(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	}
 	g.backend = backend
 	g.Engine, err = limits.NewEngine(limits.Options{Policies: set, Backend: backend, Pricing: prices, Logger: log,
-		KeyPrefix: cfg.Limits.KeyPrefix, StreamLease: cfg.Limits.StreamLease})
+		KeyPrefix: cfg.Limits.KeyPrefix, StreamLease: cfg.Limits.StreamLease, CountCacheReads: cfg.Limits.CountCacheReads})
 	if err != nil {
 		g.Close()
 		return nil, err
@@ -132,6 +132,14 @@ type usageRow struct {
 }
 
 func (r *usageRow) Tokens() int64 { return r.Input + r.CacheWrite + r.CacheRead + r.Output }
+
+// Counted is what tokens_per_minute/tokens_per_day count of the row.
+func (r *usageRow) Counted(countCacheReads bool) int64 {
+	if countCacheReads {
+		return r.Tokens()
+	}
+	return r.Tokens() - r.CacheRead
+}
 
 // periodBounds returns the calendar period (UTC, the limits' windows)
 // containing t. Weeks start on Monday.
@@ -254,35 +262,36 @@ func runUsage(ctx context.Context, e *env, args []string) error {
 	}
 	rows := aggregate(recs, *by)
 	if *asCSV {
-		return writeUsageCSV(e.stdout, *by, since, until, rows)
+		return writeUsageCSV(e.stdout, *by, since, until, rows, cfg.Limits.CountCacheReads)
 	}
-	return writeUsageTable(e.stdout, *by, *period, since, until, rows)
+	return writeUsageTable(e.stdout, *by, *period, since, until, rows, cfg.Limits.CountCacheReads)
 }
 
-func writeUsageCSV(w io.Writer, by string, since, until time.Time, rows []*usageRow) error {
+func writeUsageCSV(w io.Writer, by string, since, until time.Time, rows []*usageRow, countCacheReads bool) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"period_start", "period_end", by, "name", "requests", "denied", "input_tokens", "cache_write_tokens", "cache_read_tokens", "output_tokens", "total_tokens", "cost_usd"})
+	_ = cw.Write([]string{"period_start", "period_end", by, "name", "requests", "denied", "input_tokens", "cache_write_tokens", "cache_read_tokens", "output_tokens", "total_tokens", "cost_usd", "limit_tokens"})
 	for _, r := range rows {
 		_ = cw.Write([]string{since.Format(time.RFC3339), until.Format(time.RFC3339), r.Key, r.Name,
 			strconv.FormatInt(r.Requests, 10), strconv.FormatInt(r.Denied, 10),
 			strconv.FormatInt(r.Input, 10), strconv.FormatInt(r.CacheWrite, 10), strconv.FormatInt(r.CacheRead, 10),
-			strconv.FormatInt(r.Output, 10), strconv.FormatInt(r.Tokens(), 10), fmt.Sprintf("%.6f", r.CostNanoUSD.USD())})
+			strconv.FormatInt(r.Output, 10), strconv.FormatInt(r.Tokens(), 10), fmt.Sprintf("%.6f", r.CostNanoUSD.USD()),
+			strconv.FormatInt(r.Counted(countCacheReads), 10)})
 	}
 	cw.Flush()
 	return cw.Error()
 }
 
-func writeUsageTable(w io.Writer, by, period string, since, until time.Time, rows []*usageRow) error {
+func writeUsageTable(w io.Writer, by, period string, since, until time.Time, rows []*usageRow, countCacheReads bool) error {
 	fmt.Fprintf(w, "Usage by %s, %s %s to %s (UTC)\n\n", by, period, since.Format("2006-01-02"), until.Add(-time.Nanosecond).Format("2006-01-02"))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%s\tREQUESTS\tDENIED\tINPUT\tCACHE WRITE\tCACHE READ\tOUTPUT\tTOTAL TOKENS\tCOST USD\t\n", upper(by))
+	fmt.Fprintf(tw, "%s\tREQUESTS\tDENIED\tINPUT\tCACHE WRITE\tCACHE READ\tOUTPUT\tTOTAL TOKENS\tLIMIT TOKENS\tCOST USD\t\n", upper(by))
 	var total usageRow
 	for _, r := range rows {
 		label := r.Key
 		if r.Name != "" && r.Name != r.Key {
 			label = r.Name + " (" + r.Key + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.4f\t\n", label, r.Requests, r.Denied, r.Input, r.CacheWrite, r.CacheRead, r.Output, r.Tokens(), r.CostNanoUSD.USD())
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.4f\t\n", label, r.Requests, r.Denied, r.Input, r.CacheWrite, r.CacheRead, r.Output, r.Tokens(), r.Counted(countCacheReads), r.CostNanoUSD.USD())
 		total.Requests += r.Requests
 		total.Denied += r.Denied
 		total.Input += r.Input
@@ -292,7 +301,7 @@ func writeUsageTable(w io.Writer, by, period string, since, until time.Time, row
 		total.CostNanoUSD += r.CostNanoUSD
 	}
 	if by != "group" { // a request counts in every group of its user: no grand total
-		fmt.Fprintf(tw, "TOTAL\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.4f\t\n", total.Requests, total.Denied, total.Input, total.CacheWrite, total.CacheRead, total.Output, total.Tokens(), total.CostNanoUSD.USD())
+		fmt.Fprintf(tw, "TOTAL\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.4f\t\n", total.Requests, total.Denied, total.Input, total.CacheWrite, total.CacheRead, total.Output, total.Tokens(), total.Counted(countCacheReads), total.CostNanoUSD.USD())
 	}
 	return tw.Flush()
 }

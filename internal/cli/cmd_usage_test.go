@@ -145,7 +145,7 @@ func TestUsageReportAgreesWithLimits(t *testing.T) {
 		if !ok {
 			t.Fatalf("no row for %s", u.Key)
 		}
-		tokens, _ := strconv.ParseInt(row[10], 10, 64)
+		tokens, _ := strconv.ParseInt(row[12], 10, 64) // limit_tokens
 		n, _ := strconv.ParseInt(row[4], 10, 64)
 		requests += n
 		peek := func(key string) int64 {

@@ -98,6 +98,10 @@ type Limits struct {
 	// FailMode is the default for policies without one: closed (default)
 	// or open.
 	FailMode string `yaml:"fail_mode,omitempty"`
+	// CountCacheReads makes tokens_per_minute and tokens_per_day count
+	// cache reads too. Default false, as Anthropic's own rate limits: a
+	// Claude Code session re-reads its whole context every turn.
+	CountCacheReads bool `yaml:"count_cache_reads,omitempty"`
 	// StreamLease is how long a concurrent_streams slot is held when the
 	// gateway dies before releasing it. Default 61m; must be at least
 	// server.max_request_duration.

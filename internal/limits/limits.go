@@ -82,6 +82,13 @@ type Options struct {
 	StreamLease time.Duration
 	// SettleTimeout bounds one Settle; zero: 5 seconds.
 	SettleTimeout time.Duration
+	// CountCacheReads makes token limits count cache reads too. By default
+	// (false) token limits count uncached input, cache writes and output,
+	// as Anthropic's own rate limits do: cache reads cost a tenth of input
+	// and a Claude Code session re-reads its whole context every turn, so
+	// counting them would exhaust token limits within minutes. Cache reads
+	// always count in usd_per_month.
+	CountCacheReads bool
 }
 
 // Engine admits and settles requests. It is safe for concurrent use.
@@ -95,6 +102,7 @@ type Engine struct {
 	prefix   string
 	lease    time.Duration
 	settleTO time.Duration
+	cacheRd  bool
 	idPrefix string
 	idSeq    atomic.Uint64
 	stats    stats
@@ -120,6 +128,7 @@ func NewEngine(opts Options) (*Engine, error) {
 	e := &Engine{
 		set: opts.Policies, backend: opts.Backend, prices: opts.Pricing, log: opts.Logger,
 		now: opts.Now, loc: opts.Location, prefix: opts.KeyPrefix, lease: opts.StreamLease, settleTO: opts.SettleTimeout,
+		cacheRd: opts.CountCacheReads,
 	}
 	var err error
 	if e.set == nil {
@@ -377,6 +386,15 @@ func HashKey(s string) string {
 	return hex.EncodeToString(h[:12])
 }
 
+// CountedTokens is what token limits count of usage u: every token, minus
+// cache reads unless Options.CountCacheReads.
+func (e *Engine) CountedTokens(u anthropic.Usage) int64 {
+	if e.cacheRd {
+		return u.Total()
+	}
+	return u.Total() - u.CacheReadInputTokens
+}
+
 // CounterKey returns the backend key of one counter: scope "u" with a
 // user key or "g" with a group ID, rule one of the windowed Rule constants
 // (or RuleConcurrentStreams), for the window containing at. Tests and
@@ -595,7 +613,7 @@ func (r *Reservation) settle(ctx context.Context, u anthropic.Usage) float64 {
 		return cost.USD()
 	}
 	now := e.now()
-	tokens := u.Total()
+	tokens := e.CountedTokens(u)
 	ops := make([]Op, 0, len(r.ops))
 	for _, c := range r.counters {
 		op := r.ops[c.opIndex]

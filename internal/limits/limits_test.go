@@ -244,3 +244,28 @@ func TestEstimateInputTokens(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheReadsAndTokenLimits(t *testing.T) {
+	for _, countReads := range []bool{false, true} {
+		now := &clock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+		set, _ := policy.New([]policy.Policy{{Name: "p", Limits: policy.Limits{TokensPerDay: 1_000_000}}}, nil)
+		mem := memory.New()
+		e, err := limits.NewEngine(limits.Options{Policies: set, Backend: mem, Now: now.Now, CountCacheReads: countReads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := e.Admit(ctx, identity.Principal{Key: "k"}, limits.Request{Model: "claude-sonnet-4-6", EstimatedInputTokens: 60_000, MaxTokens: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Settle(ctx, anthropic.Usage{InputTokens: 100, CacheCreationInputTokens: 400, CacheReadInputTokens: 50_000, OutputTokens: 500})
+		res, _ := mem.Reserve(ctx, "peek", now.Now(), []limits.Op{{Key: e.CounterKey("u", "k", limits.RuleTokensPerDay, now.Now()), Limit: -1, TTL: time.Hour}})
+		want := int64(1000)
+		if countReads {
+			want = 51_000
+		}
+		if res.Values[0] != want {
+			t.Errorf("CountCacheReads=%v: tokens_per_day counted %d, want %d", countReads, res.Values[0], want)
+		}
+	}
+}

@@ -321,7 +321,7 @@ func testEngineConcurrent(t *testing.T, b limits.Backend) {
 			c := res.Settle(ctx, u)
 			mu.Lock()
 			admitted++
-			tokens += u.Total()
+			tokens += eng.CountedTokens(u)
 			cost += prices.Cost(req.Model, "", u).Total
 			mu.Unlock()
 			if math.Abs(c-prices.Cost(req.Model, "", u).USD()) > 1e-12 {

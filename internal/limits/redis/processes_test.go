@@ -79,7 +79,7 @@ func TestHelperProcess(t *testing.T) {
 				r.Settle(context.Background(), u)
 				mu.Lock()
 				res.Admitted++
-				res.Tokens += u.Total()
+				res.Tokens += eng.CountedTokens(u)
 				res.CostNano += int64(prices.Cost(req.Model, "", u).Total)
 				mu.Unlock()
 			}
