@@ -399,6 +399,12 @@ func TestServicePrincipalCertificate(t *testing.T) {
 	if g, ok := f.Lookup(tok); !ok || g.Method != "client_certificate" {
 		t.Errorf("grant = %+v %v", g, ok)
 	}
+	// A refresh signs a fresh assertion (new jti, new times) and succeeds.
+	c.Invalidate()
+	tok2, err := bearer(t, c)
+	if err != nil || tok2 == tok || f.Requests(azure.Entra) != 2 {
+		t.Fatalf("refresh: %v (requests %d)", err, f.Requests(azure.Entra))
+	}
 
 	// A certificate not registered on the app is refused with AADSTS700027.
 	c2, err := credential.NewServicePrincipal(credential.ServicePrincipalOptions{TokenOptions: fastOpts(nil, nil),
