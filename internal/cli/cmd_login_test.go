@@ -99,3 +99,74 @@ func TestTokenCommandNeedsIssuer(t *testing.T) {
 		t.Errorf("exit %d stderr %q", code, stderr)
 	}
 }
+
+// TestRolloutEndToEnd follows docs/rollout.md against a real gateway: the
+// Claude Code profile is generated from the gateway's own configuration, the
+// user signs in (an HTTP client plays the browser), the profile's
+// apiKeyHelper command prints the token, and the gateway accepts it the way
+// Claude Code sends it (both Authorization and x-api-key).
+func TestRolloutEndToEnd(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("uses the Linux cache location (XDG_CACHE_HOME)")
+	}
+	h := startGateway(t, harnessOptions{})
+	code, out, stderr := rkRun(t, nil, "", "profile", "code", "--format", "json", "--config", h.cfgPath, "--gateway-url", h.base)
+	if code != 0 {
+		t.Fatalf("profile: exit %d: %s", code, stderr)
+	}
+	var settings struct {
+		APIKeyHelper string            `json:"apiKeyHelper"`
+		Env          map[string]string `json:"env"`
+	}
+	if err := json.Unmarshal([]byte(out), &settings); err != nil {
+		t.Fatal(err)
+	}
+	if settings.Env["ANTHROPIC_BASE_URL"] != h.base {
+		t.Fatalf("base URL %q", settings.Env["ANTHROPIC_BASE_URL"])
+	}
+	argv := strings.Fields(settings.APIKeyHelper)
+	if len(argv) < 2 || argv[1] != "token" {
+		t.Fatalf("apiKeyHelper %q", settings.APIKeyHelper)
+	}
+
+	cache := t.TempDir()
+	hh, err := credhelper.New(credhelper.Options{
+		Issuer: h.idp.Issuer(testTenant), ClientID: testClientID,
+		Store: credhelper.FileStore{Dir: filepath.Join(cache, "gatehouse")},
+		OpenBrowser: func(_ context.Context, u string) error {
+			go func() {
+				if resp, err := http.Get(u); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}()
+			return nil
+		},
+		LoginTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hh.Login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	code, tok, stderr := rkRun(t, map[string]string{"XDG_CACHE_HOME": cache, "GATEHOUSE_NO_BROWSER": "1"}, "", argv[1:]...)
+	if code != 0 || tok == "" {
+		t.Fatalf("helper: exit %d: %s", code, stderr)
+	}
+	resp := h.post("/v1/messages", "", `{"model":"claude-sonnet-4-6","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"Authorization": "Bearer " + tok, "x-api-key": tok})
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("gateway answered %d: %s", resp.StatusCode, body)
+	}
+
+	// The Desktop profile from the same config names the same client ID the
+	// gateway accepts as audience.
+	code, out, _ = rkRun(t, nil, "", "profile", "desktop", "--format", "json", "--config", h.cfgPath, "--gateway-url", h.base)
+	if code != 0 || !strings.Contains(out, `\"clientId\":\"`+testClientID+`\"`) {
+		t.Fatalf("desktop profile: exit %d\n%s", code, out)
+	}
+}
