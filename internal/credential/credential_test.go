@@ -658,3 +658,19 @@ func TestTokenResponseShapes(t *testing.T) {
 		})
 	}
 }
+
+func TestTokenClientNeverUsesEnvironmentProxy(t *testing.T) {
+	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
+	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:1")
+	tr := credential.DefaultHTTPClient().Transport.(*http.Transport)
+	if tr.Proxy != nil || tr.TLSClientConfig.MinVersion < 0x0303 || tr.TLSClientConfig.InsecureSkipVerify {
+		t.Fatal("token client: proxy from the environment or weak TLS")
+	}
+	// And a real flow reaches the fake directly despite the variables.
+	f := startFake(t, nil, 0)
+	f.SetSystemAssignedIdentity(systemMI)
+	c, _ := credential.NewManagedIdentity(credential.ManagedIdentityOptions{TokenOptions: fastOpts(nil, nil), IMDSEndpoint: strings.Replace(f.URL(), "127.0.0.1", "localhost", 1)})
+	if _, err := bearer(t, c); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -175,3 +175,32 @@ func (b *breaker) snapshot() State {
 	defer b.mu.Unlock()
 	return b.state
 }
+
+// TargetStatus is a target's health, for readiness checks and metrics.
+type TargetStatus struct {
+	Name  string
+	State State
+	// ConsecutiveFailures counts failures since the last success (closed).
+	ConsecutiveFailures int
+	// OpenUntil is when an open circuit admits a probe (zero when closed).
+	OpenUntil time.Time
+	// CooldownUntil is when a retry-after ends (zero or past: none).
+	CooldownUntil time.Time
+}
+
+// Health reports every target's breaker and retry-after state, in
+// configuration order.
+func (rt *Router) Health() []TargetStatus {
+	out := make([]TargetStatus, 0, len(rt.order))
+	for _, t := range rt.order {
+		b := t.health
+		b.mu.Lock()
+		st := TargetStatus{Name: t.name, State: b.state, ConsecutiveFailures: b.failures, CooldownUntil: b.cooldownUntil}
+		if b.state != Closed {
+			st.OpenUntil = b.openUntil
+		}
+		b.mu.Unlock()
+		out = append(out, st)
+	}
+	return out
+}

@@ -322,6 +322,11 @@ func TestFailoverWhileStreaming(t *testing.T) {
 	if tB.State() != upstream.Open {
 		t.Errorf("west state = %v after 2 timeouts", tB.State())
 	}
+	h := rt.Health()
+	if len(h) != 3 || h[0].Name != "east" || !h[0].CooldownUntil.Equal(clk.Now().Add(60*time.Second)) ||
+		h[1].State != upstream.Open || !h[1].OpenUntil.Equal(clk.Now().Add(30*time.Second)) || h[2].State != upstream.Closed {
+		t.Errorf("health = %+v", h)
+	}
 
 	// 3. east recovers after its retry-after.
 	clk.Advance(61 * time.Second)
