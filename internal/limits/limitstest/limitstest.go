@@ -505,3 +505,52 @@ func Bench(b *testing.B, backend limits.Backend) {
 		b.RunParallel(func(pb *testing.PB) { run(b, pb.Next) })
 	})
 }
+
+// LoadResult summarises a concurrent load (see Load).
+type LoadResult struct {
+	Statuses map[int]int     // responses by HTTP status (0: transport error)
+	Usage    anthropic.Usage // summed usage of the successful responses
+	Errors   []error         // transport errors (at most 10 kept)
+}
+
+// Load runs workers goroutines that each call send perWorker times, and
+// sums what came back. send performs one request (for example against one
+// of several gateway processes, chosen by worker) and returns the HTTP
+// status and the usage the response reported. End-to-end tests use it to
+// show that a shared quota holds across replicas:
+//
+//	res := limitstest.Load(200, 3, func(w, i int) (int, anthropic.Usage, error) { ... })
+//	if res.Usage.Total() > limit { t.Fatal("overspent") }
+func Load(workers, perWorker int, send func(worker, i int) (int, anthropic.Usage, error)) LoadResult {
+	res := LoadResult{Statuses: map[int]int{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				status, u, err := send(w, i)
+				mu.Lock()
+				if err != nil {
+					status = 0
+					if len(res.Errors) < 10 {
+						res.Errors = append(res.Errors, err)
+					}
+				}
+				res.Statuses[status]++
+				if status == 200 {
+					res.Usage.InputTokens += u.InputTokens
+					res.Usage.OutputTokens += u.OutputTokens
+					res.Usage.CacheCreationInputTokens += u.CacheCreationInputTokens
+					res.Usage.CacheReadInputTokens += u.CacheReadInputTokens
+					res.Usage.CacheCreation5m += u.CacheCreation5m
+					res.Usage.CacheCreation1h += u.CacheCreation1h
+				}
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	return res
+}
