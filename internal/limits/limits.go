@@ -329,6 +329,12 @@ func (e *Engine) Admit(ctx context.Context, p identity.Principal, req Request) (
 	}
 
 	res, err := e.backend.Reserve(ctx, r.id, now, r.ops)
+	if err != nil && ctx.Err() != nil {
+		// The client went away (or the request timed out) while waiting:
+		// not a store failure; nobody reads this answer.
+		return nil, &Denial{Status: http.StatusServiceUnavailable, ErrorType: anthropic.APIError, Rule: RuleStoreUnavailable, Policy: eff.Name,
+			Message: "The request was cancelled before it could be admitted."}
+	}
 	if err != nil {
 		e.stats.backendErrors.Add(1)
 		if failOpen {

@@ -269,3 +269,17 @@ func TestCacheReadsAndTokenLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestCancelledAdmissionIsNotAStoreFailure(t *testing.T) {
+	now := &clock{t: time.Now()}
+	e := engine(t, []policy.Policy{{Name: "p", Limits: policy.Limits{RequestsPerMinute: 5}}}, nil, memory.New(), now, nil)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := e.Admit(cctx, identity.Principal{Key: "k"}, limits.Request{Model: "m"})
+	if d := denial(t, err); d.Status != 503 {
+		t.Fatalf("%+v", d)
+	}
+	if s := e.Stats(); s.BackendErrors != 0 || s.FailedClosed != 0 {
+		t.Fatalf("a cancelled request counted as a store failure: %+v", s)
+	}
+}
