@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
@@ -145,4 +146,26 @@ func TestNewErrors(t *testing.T) {
 	if _, err := policy.New(nil, []policy.GroupLimit{{Group: "g"}, {Group: "g"}}); err == nil {
 		t.Error("duplicate group limit accepted")
 	}
+}
+
+// FuzzAllowsModel: the model name comes from the client; matching must not
+// panic, an exact entry always allows, and a name outside every pattern is
+// refused.
+func FuzzAllowsModel(f *testing.F) {
+	for _, s := range []string{"claude-sonnet-4-6", "claude-sonnet-", "claude-opus-4-6", "", "*", "claude-sonnet-4-6/../x", "claude-[", "\x00"} {
+		f.Add(s)
+	}
+	s, err := policy.New([]policy.Policy{{Name: "p", Models: []string{"claude-sonnet-*", "claude-opus-4-6", "claude-haiku-4-5"}}}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	eff, _ := s.Resolve(identity.Principal{Key: "k"})
+	f.Fuzz(func(t *testing.T, model string) {
+		got := eff.AllowsModel(model)
+		want := model == "claude-opus-4-6" || model == "claude-haiku-4-5" ||
+			(strings.HasPrefix(model, "claude-sonnet-") && !strings.Contains(model, "/"))
+		if got != want {
+			t.Fatalf("AllowsModel(%q) = %v, want %v", model, got, want)
+		}
+	})
 }
