@@ -605,3 +605,35 @@ func TestAllRoutesUnavailable(t *testing.T) {
 		})
 	}
 }
+
+func TestStreamCutCountsAgainstBreaker(t *testing.T) {
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		fmt.Fprint(w, "event: message_start\ndata: {}\n\n")
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close() // no terminating chunk: the client sees an unexpected EOF
+		}
+	}))
+	defer cut.Close()
+	tg := newTarget(t, "cut", cut.URL, &headerCred{key: "k"}, upstream.TargetOptions{})
+	rt, _ := upstream.NewRouter(upstream.RouterOptions{Targets: []*upstream.Target{tg},
+		Models: map[string][]upstream.Route{"m": {{Upstream: "cut", UpstreamModel: "m"}}}, Breaker: upstream.BreakerOptions{FailureThreshold: 1}})
+	cands, _ := rt.Candidates("m", "")
+	resp, _, _, err := rt.Send(context.Background(), cands, func(c upstream.Candidate) (*http.Request, error) {
+		return http.NewRequest(http.MethodPost, c.Target.URL("/v1/messages").String(), strings.NewReader("{}"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, rerr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if rerr == nil || !strings.Contains(string(b), "message_start") {
+		t.Fatalf("read %q, err %v; want the first event then an error", b, rerr)
+	}
+	if tg.State() != upstream.Open {
+		t.Errorf("state = %v after a cut stream (threshold 1)", tg.State())
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -252,6 +253,11 @@ func (st *sendState) attempt(ctx context.Context, c Candidate, adm admission) (r
 	}
 	if !failoverStatus(resp.StatusCode) {
 		t.health.success(adm)
+		if resp.StatusCode < 300 {
+			// A stream the upstream cuts after the headers cannot fail over
+			// any more, but it still counts against the upstream's breaker.
+			resp.Body = &watchedBody{ReadCloser: resp.Body, ctx: ctx, t: t, now: rt.o.Now, log: rt.o.Logger}
+		}
 		if resp.StatusCode == http.StatusUnauthorized {
 			if inv, ok := t.cred.(Invalidator); ok {
 				inv.Invalidate()
@@ -323,4 +329,32 @@ func parseRetryAfter(h http.Header, now time.Time) time.Duration {
 		}
 	}
 	return 0
+}
+
+// watchedBody records a failure on the target's breaker when the body
+// breaks (not EOF, not the client going away).
+type watchedBody struct {
+	io.ReadCloser
+	ctx  context.Context
+	t    *Target
+	now  func() time.Time
+	log    *slog.Logger
+	done   bool
+	closed atomic.Bool
+}
+
+// Close marks the body closed by the caller: errors after it are ours.
+func (w *watchedBody) Close() error {
+	w.closed.Store(true)
+	return w.ReadCloser.Close()
+}
+
+func (w *watchedBody) Read(p []byte) (int, error) {
+	n, err := w.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && !w.done && w.ctx.Err() == nil && !w.closed.Load() {
+		w.done = true
+		w.t.health.failure(w.now(), admission{})
+		w.log.Warn("upstream response cut", slog.String("upstream", w.t.name), slog.String("error", err.Error()))
+	}
+	return n, err
 }
