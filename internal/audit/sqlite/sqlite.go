@@ -12,6 +12,7 @@ package sqlite
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"embed"
 	"errors"
@@ -34,6 +35,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
+// chainName names the SQLite store's single chain (one writer).
+const chainName = "main"
+
 // Sync levels (decisions D1).
 const (
 	SyncCrash  = "crash"
@@ -49,9 +53,16 @@ type Options struct {
 	// SyncInterval is, at level crash, the longest a commit stays in the
 	// WAL without an fsync. Default 100ms.
 	SyncInterval time.Duration
-	// CheckpointInterval is how often the WAL is checkpointed into the
+	// WALCheckpointInterval is how often the WAL is checkpointed into the
 	// database file in the background. Default 1s.
-	CheckpointInterval time.Duration
+	WALCheckpointInterval time.Duration
+	// SigningKey signs checkpoints of the hash chain (decisions: issue 5).
+	// Nil: no checkpoints are written, so truncation of the chain's tail
+	// cannot be detected.
+	SigningKey ed25519.PrivateKey
+	// CheckpointEvery is how often a signed checkpoint is written when the
+	// chain has grown. Default 10s. One is also written by Close.
+	CheckpointEvery time.Duration
 	// Logger receives background errors. Default: discard.
 	Logger *slog.Logger
 }
@@ -71,6 +82,12 @@ type Store struct {
 	stCommit *sql.Stmt
 	stInsert *sql.Stmt
 	stUpsert *sql.Stmt
+	stChain  *sql.Stmt
+
+	// Chain head, guarded by wmu.
+	headSeq  int64
+	head     []byte
+	signedAt int64 // chain size covered by the last checkpoint
 
 	dirty atomic.Bool  // a commit since the last WAL fsync
 	fatal atomic.Value // error: the WAL cannot be trusted any more
@@ -85,6 +102,7 @@ type Store struct {
 var (
 	_ audit.Store     = (*Store)(nil)
 	_ audit.Recoverer = (*Store)(nil)
+	_ audit.Verifier  = (*Store)(nil)
 )
 
 // Open opens (creating if needed) the database at opts.Path, applies
@@ -106,8 +124,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = 100 * time.Millisecond
 	}
-	if opts.CheckpointInterval <= 0 {
-		opts.CheckpointInterval = time.Second
+	if opts.WALCheckpointInterval <= 0 {
+		opts.WALCheckpointInterval = time.Second
+	}
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = 10 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -159,11 +180,20 @@ func (s *Store) open(ctx context.Context) error {
 		{&s.stBegin, "BEGIN IMMEDIATE"},
 		{&s.stCommit, "COMMIT"},
 		{&s.stInsert, "INSERT INTO audit_records (" + cols + ") VALUES (" + marks + ")"},
-		{&s.stUpsert, "INSERT INTO audit_records (" + cols + ") VALUES (" + marks + ") ON CONFLICT (request_id) DO UPDATE SET " + strings.Join(sets, ", ")},
+		{&s.stUpsert, "INSERT INTO audit_records (" + cols + ") VALUES (" + marks + ") ON CONFLICT (request_id) DO UPDATE SET " + strings.Join(sets, ", ") + " RETURNING seq, time_ns"},
+		{&s.stChain, "INSERT INTO audit_chain (seq, kind, request_id, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)"},
 	} {
 		if *p.st, err = s.conn.PrepareContext(ctx, p.sql); err != nil {
 			return fmt.Errorf("audit sqlite: prepare: %w", err)
 		}
+	}
+	s.head = audit.GenesisHash
+	err = s.conn.QueryRowContext(ctx, "SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1").Scan(&s.headSeq, &s.head)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("audit sqlite: chain head: %w", err)
+	}
+	if err = s.conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoints").Scan(&s.signedAt); err != nil {
+		return fmt.Errorf("audit sqlite: checkpoints: %w", err)
 	}
 	if s.reader, err = sql.Open("sqlite", base+"&_pragma=query_only(1)"); err != nil {
 		return fmt.Errorf("audit sqlite: %w", err)
@@ -267,18 +297,16 @@ func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (er
 	if err := s.checkFatal(); err != nil {
 		return err
 	}
-	// A single statement is its own transaction: skip BEGIN/COMMIT.
-	single := len(recs) == 1
-	if !single {
-		if _, err := s.stBegin.ExecContext(ctx); err != nil {
-			return fmt.Errorf("audit sqlite: begin: %w", err)
-		}
-		defer func() {
-			if err != nil {
-				_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
-			}
-		}()
+	if _, err := s.stBegin.ExecContext(ctx); err != nil {
+		return fmt.Errorf("audit sqlite: begin: %w", err)
 	}
+	headSeq, head := s.headSeq, s.head
+	defer func() {
+		if err != nil {
+			s.headSeq, s.head = headSeq, head
+			_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
 	var seqs []int64
 	if begin {
 		seqs = make([]int64, len(recs))
@@ -287,7 +315,10 @@ func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (er
 		if r.RequestID == "" {
 			return errors.New("audit sqlite: record without request_id")
 		}
+		cp := *r
+		kind := audit.EntryFinish
 		if begin {
+			kind = audit.EntryBegin
 			res, err := s.stInsert.ExecContext(ctx, sqlrow.Args(r)...)
 			if err != nil {
 				return fmt.Errorf("audit sqlite: insert %s: %w", r.RequestID, err)
@@ -295,19 +326,65 @@ func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (er
 			if seqs[i], err = res.LastInsertId(); err != nil {
 				return err
 			}
-		} else if _, err := s.stUpsert.ExecContext(ctx, sqlrow.Args(r)...); err != nil {
-			return fmt.Errorf("audit sqlite: finish %s: %w", r.RequestID, err)
+			cp.Seq = seqs[i]
+		} else {
+			var ns int64
+			if err := s.stUpsert.QueryRowContext(ctx, sqlrow.Args(r)...).Scan(&cp.Seq, &ns); err != nil {
+				return fmt.Errorf("audit sqlite: finish %s: %w", r.RequestID, err)
+			}
+			cp.Time = time.Unix(0, ns)
+		}
+		if err := s.appendChain(ctx, kind, &cp); err != nil {
+			return err
 		}
 	}
-	if !single {
-		if _, err := s.stCommit.ExecContext(ctx); err != nil {
-			return fmt.Errorf("audit sqlite: commit: %w", err)
-		}
+	if _, err := s.stCommit.ExecContext(ctx); err != nil {
+		return fmt.Errorf("audit sqlite: commit: %w", err)
 	}
 	s.dirty.Store(true)
 	for i, seq := range seqs {
 		recs[i].Seq = seq
 	}
+	return nil
+}
+
+// appendChain adds the chain entry for rec (as now stored) inside the
+// current transaction; wmu is held.
+func (s *Store) appendChain(ctx context.Context, kind string, rec *audit.Record) error {
+	payload, err := audit.RecordPayload(rec)
+	if err != nil {
+		return fmt.Errorf("audit sqlite: %w", err)
+	}
+	seq := s.headSeq + 1
+	h := audit.HashEntry(s.head, seq, kind, rec.RequestID, payload)
+	if _, err := s.stChain.ExecContext(ctx, seq, kind, rec.RequestID, payload, s.head, h); err != nil {
+		return fmt.Errorf("audit sqlite: chain: %w", err)
+	}
+	s.headSeq, s.head = seq, h
+	return nil
+}
+
+// Checkpoint writes a signed checkpoint of the chain's current head if
+// the chain grew since the last one. Without a SigningKey it does nothing.
+func (s *Store) Checkpoint(ctx context.Context) error {
+	if s.opts.SigningKey == nil {
+		return nil
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.checkFatal(); err != nil {
+		return err
+	}
+	if s.headSeq == s.signedAt {
+		return nil
+	}
+	c := audit.SignCheckpoint(s.opts.SigningKey, chainName, s.headSeq, s.head, time.Now())
+	if _, err := s.conn.ExecContext(ctx, "INSERT INTO audit_checkpoints (size, head, time_ns, key_id, note, signature) VALUES (?, ?, ?, ?, ?, ?)",
+		c.Size, c.Head, c.Time.UnixNano(), c.KeyID, c.Note, c.Signature); err != nil {
+		return fmt.Errorf("audit sqlite: checkpoint: %w", err)
+	}
+	s.dirty.Store(true)
+	s.signedAt = c.Size
 	return nil
 }
 
@@ -332,23 +409,133 @@ func (s *Store) List(ctx context.Context, f audit.Filter) ([]audit.Record, error
 }
 
 // Recover marks records left begun (by instance, or by anyone when
-// instance is empty) as unfinished, with reason crash_recovered.
-func (s *Store) Recover(ctx context.Context, instance string) (int, error) {
+// instance is empty) as unfinished, with reason crash_recovered, and chains
+// each change.
+func (s *Store) Recover(ctx context.Context, instance string) (n int, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.checkFatal(); err != nil {
 		return 0, err
 	}
-	res, err := s.conn.ExecContext(ctx, `UPDATE audit_records
-		SET state = ?, reason = CASE WHEN reason = '' THEN 'crash_recovered' ELSE reason END
-		WHERE state = ? AND (? = '' OR instance = ?)`,
-		string(audit.StateUnfinished), string(audit.StateBegun), instance, instance)
+	rows, err := s.conn.QueryContext(ctx, "SELECT "+sqlrow.SelectList()+" FROM audit_records WHERE state = ? AND (? = '' OR instance = ?) ORDER BY seq",
+		string(audit.StateBegun), instance, instance)
 	if err != nil {
 		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
 	}
+	var open []audit.Record
+	for rows.Next() {
+		r, err := sqlrow.Scan(rows)
+		if err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("audit sqlite: recover: %w", err)
+		}
+		open = append(open, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
+	}
+	if len(open) == 0 {
+		return 0, nil
+	}
+	if _, err := s.stBegin.ExecContext(ctx); err != nil {
+		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
+	}
+	headSeq, head := s.headSeq, s.head
+	defer func() {
+		if err != nil {
+			s.headSeq, s.head = headSeq, head
+			_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+	for i := range open {
+		r := &open[i]
+		r.State = audit.StateUnfinished
+		if r.Reason == "" {
+			r.Reason = "crash_recovered"
+		}
+		if _, err := s.conn.ExecContext(ctx, "UPDATE audit_records SET state = ?, reason = ? WHERE seq = ?", string(r.State), r.Reason, r.Seq); err != nil {
+			return 0, fmt.Errorf("audit sqlite: recover: %w", err)
+		}
+		if err := s.appendChain(ctx, audit.EntryRecover, r); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := s.stCommit.ExecContext(ctx); err != nil {
+		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
+	}
 	s.dirty.Store(true)
-	n, err := res.RowsAffected()
-	return int(n), err
+	return len(open), nil
+}
+
+// Verify re-computes the hash chain, checks the signed checkpoints with
+// pub (nil: signatures unchecked, tail truncation undetectable) and
+// compares every record with its last chain entry. It reads through the
+// read-only pool, so the gateway keeps running.
+func (s *Store) Verify(ctx context.Context, pub ed25519.PublicKey) (*audit.VerifyReport, error) {
+	fetch := func(_ string, seq int64) (*audit.ChainEntry, error) {
+		e := &audit.ChainEntry{Chain: chainName}
+		err := s.reader.QueryRowContext(ctx, "SELECT seq, kind, request_id, payload, prev_hash, hash FROM audit_chain WHERE seq = ?", seq).
+			Scan(&e.Seq, &e.Kind, &e.RequestID, &e.Payload, &e.PrevHash, &e.Hash)
+		return e, err
+	}
+	v := audit.NewChainVerifier(pub, fetch)
+	// One read transaction: a consistent snapshot of all three tables.
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "SELECT seq, kind, request_id, payload, prev_hash, hash FROM audit_chain ORDER BY seq")
+	if err != nil {
+		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	for rows.Next() {
+		e := &audit.ChainEntry{Chain: chainName}
+		if err := rows.Scan(&e.Seq, &e.Kind, &e.RequestID, &e.Payload, &e.PrevHash, &e.Hash); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+		}
+		v.Entry(e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	rows, err = tx.QueryContext(ctx, "SELECT size, head, time_ns, key_id, note, signature FROM audit_checkpoints ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	for rows.Next() {
+		c := &audit.Checkpoint{Chain: chainName}
+		var ns int64
+		if err := rows.Scan(&c.Size, &c.Head, &ns, &c.KeyID, &c.Note, &c.Signature); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+		}
+		c.Time = time.Unix(0, ns).UTC()
+		v.Checkpoint(c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	rows, err = tx.QueryContext(ctx, "SELECT "+sqlrow.SelectList()+" FROM audit_records ORDER BY seq")
+	if err != nil {
+		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := sqlrow.Scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+		}
+		v.Record(&r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	return v.Report(), nil
 }
 
 // background fsyncs the WAL after commits (level crash) and checkpoints it
@@ -357,7 +544,9 @@ func (s *Store) background() {
 	defer close(s.done)
 	syncT := time.NewTicker(s.opts.SyncInterval)
 	defer syncT.Stop()
-	ckptT := time.NewTicker(s.opts.CheckpointInterval)
+	ckptT := time.NewTicker(s.opts.WALCheckpointInterval)
+	signT := time.NewTicker(s.opts.CheckpointEvery)
+	defer signT.Stop()
 	defer ckptT.Stop()
 	for {
 		select {
@@ -367,6 +556,12 @@ func (s *Store) background() {
 			if s.opts.Sync == SyncCrash {
 				s.syncWAL()
 			}
+		case <-signT.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := s.Checkpoint(ctx); err != nil {
+				s.log.Warn("audit sqlite: signed checkpoint failed", slog.Any("err", err))
+			}
+			cancel()
 		case <-ckptT.C:
 			if s.checkFatal() != nil {
 				continue
@@ -406,11 +601,16 @@ func (s *Store) syncWAL() {
 	s.syncs.Add(1)
 }
 
-// Close stops the background loop, fsyncs outstanding commits and closes
-// the database.
+// Close stops the background loop, writes a final signed checkpoint,
+// fsyncs outstanding commits and closes the database.
 func (s *Store) Close() error {
 	close(s.stop)
 	<-s.done
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := s.Checkpoint(ctx); err != nil {
+		s.log.Warn("audit sqlite: final checkpoint failed", slog.Any("err", err))
+	}
+	cancel()
 	if s.opts.Sync == SyncCrash {
 		s.syncWAL()
 	}
@@ -426,7 +626,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.stBegin, s.stCommit, s.stInsert, s.stUpsert} {
+	for _, st := range []*sql.Stmt{s.stBegin, s.stCommit, s.stInsert, s.stUpsert, s.stChain} {
 		if st != nil {
 			_ = st.Close()
 		}
