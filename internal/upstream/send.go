@@ -335,9 +335,9 @@ func parseRetryAfter(h http.Header, now time.Time) time.Duration {
 // breaks (not EOF, not the client going away).
 type watchedBody struct {
 	io.ReadCloser
-	ctx  context.Context
-	t    *Target
-	now  func() time.Time
+	ctx    context.Context
+	t      *Target
+	now    func() time.Time
 	log    *slog.Logger
 	done   bool
 	closed atomic.Bool
