@@ -56,78 +56,98 @@ type token struct {
 // types and oversize input are refused). It verifies nothing
 // cryptographically.
 func parseToken(raw string) (*token, *Error) {
+	t, p, err := parseJWS(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.parsePayload(p); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// parseJWS checks the compact JWS shape and the header; it leaves the
+// payload segment p undecoded.
+func parseJWS(raw string) (t *token, p string, e *Error) {
 	if len(raw) > MaxTokenBytes {
-		return nil, fail(ReasonMalformedToken, "token longer than %d bytes", MaxTokenBytes)
+		return nil, "", fail(ReasonMalformedToken, "token longer than %d bytes", MaxTokenBytes)
 	}
 	if raw == "" || raw[0] == '{' {
-		return nil, fail(ReasonMalformedToken, "not a compact JWS")
+		return nil, "", fail(ReasonMalformedToken, "not a compact JWS")
 	}
 	h, rest, ok1 := strings.Cut(raw, ".")
 	p, s, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0 {
-		return nil, fail(ReasonMalformedToken, "compact JWS must have exactly three segments")
+		return nil, "", fail(ReasonMalformedToken, "compact JWS must have exactly three segments")
 	}
 	if h == "" || p == "" || s == "" {
-		return nil, fail(ReasonMalformedToken, "empty JWS segment")
+		return nil, "", fail(ReasonMalformedToken, "empty JWS segment")
 	}
 	if base64.RawURLEncoding.DecodedLen(len(h)) > maxHeaderJSON {
-		return nil, fail(ReasonMalformedToken, "header longer than %d bytes", maxHeaderJSON)
+		return nil, "", fail(ReasonMalformedToken, "header longer than %d bytes", maxHeaderJSON)
 	}
 	hb, err := b64decode(h)
 	if err != nil {
-		return nil, fail(ReasonMalformedToken, "header: %v", err)
+		return nil, "", fail(ReasonMalformedToken, "header: %v", err)
 	}
 	if _, err := b64decode(s); err != nil {
-		return nil, fail(ReasonMalformedToken, "signature: %v", err)
+		return nil, "", fail(ReasonMalformedToken, "signature: %v", err)
 	}
 	var hdr map[string]josejson.RawMessage
 	if err := strictObject(hb, &hdr); err != nil {
-		return nil, fail(ReasonMalformedToken, "header: %v", err)
+		return nil, "", fail(ReasonMalformedToken, "header: %v", err)
 	}
 	for name := range hdr {
 		if !allowedHeader[name] {
-			return nil, fail(ReasonForbiddenHeader, "header member %q is not allowed", truncate(name, 32))
+			return nil, "", fail(ReasonForbiddenHeader, "header member %q is not allowed", truncate(name, 32))
 		}
 	}
-	t := &token{raw: raw}
+	t = &token{raw: raw}
 	alg, ok, err := rawString(hdr, "alg")
 	if err != nil || !ok {
-		return nil, fail(ReasonUnsupportedAlg, "header alg missing or not a string")
+		return nil, "", fail(ReasonUnsupportedAlg, "header alg missing or not a string")
 	}
 	if !supportedAlgs[alg] {
-		return nil, fail(ReasonUnsupportedAlg, "alg %q not accepted", truncate(alg, 16))
+		return nil, "", fail(ReasonUnsupportedAlg, "alg %q not accepted", truncate(alg, 16))
 	}
 	t.alg = alg
 	kid, ok, err := rawString(hdr, "kid")
 	if err != nil || !ok || !validKID(kid) {
-		return nil, fail(ReasonMalformedToken, "header kid missing or not [A-Za-z0-9_-]{1,%d}", maxKIDLen)
+		return nil, "", fail(ReasonMalformedToken, "header kid missing or not [A-Za-z0-9_-]{1,%d}", maxKIDLen)
 	}
 	t.kid = kid
 	typ, ok, err := rawString(hdr, "typ")
 	if err != nil {
-		return nil, fail(ReasonForbiddenHeader, "header typ is not a string")
+		return nil, "", fail(ReasonForbiddenHeader, "header typ is not a string")
 	}
 	if ok {
 		switch strings.ToLower(typ) {
 		case "jwt", "at+jwt", "application/at+jwt":
 			t.typ = strings.ToLower(typ)
 		default:
-			return nil, fail(ReasonForbiddenHeader, "header typ %q not accepted", truncate(typ, 32))
+			return nil, "", fail(ReasonForbiddenHeader, "header typ %q not accepted", truncate(typ, 32))
 		}
 	}
+	return t, p, nil
+}
+
+// parsePayload decodes the payload segment strictly and reads the
+// registered claims every check needs.
+func (t *token) parsePayload(p string) *Error {
 	pb, err := b64decode(p)
 	if err != nil {
-		return nil, fail(ReasonMalformedToken, "payload: %v", err)
+		return fail(ReasonMalformedToken, "payload: %v", err)
 	}
 	t.payload = pb
 	if err := strictObject(pb, &t.claims); err != nil {
-		return nil, fail(ReasonMalformedToken, "payload: %v", err)
+		return fail(ReasonMalformedToken, "payload: %v", err)
 	}
+	var ok bool
 	if t.iss, ok, err = rawString(t.claims, "iss"); err != nil || !ok || t.iss == "" {
-		return nil, fail(ReasonWrongIssuer, "iss missing or not a string")
+		return fail(ReasonWrongIssuer, "iss missing or not a string")
 	}
 	if err := t.parseAud(); err != nil {
-		return nil, err
+		return err
 	}
 	for _, d := range []struct {
 		name string
@@ -136,11 +156,11 @@ func parseToken(raw string) (*token, *Error) {
 	}{{"exp", &t.exp, &t.hasExp}, {"nbf", &t.nbf, &t.hasNbf}, {"iat", &t.iat, &t.hasIat}} {
 		v, ok, err := rawNumericDate(t.claims, d.name)
 		if err != nil {
-			return nil, fail(ReasonMalformedToken, "%s: %v", d.name, err)
+			return fail(ReasonMalformedToken, "%s: %v", d.name, err)
 		}
 		*d.v, *d.has = v, ok
 	}
-	return t, nil
+	return nil
 }
 
 func (t *token) parseAud() *Error {
