@@ -23,6 +23,9 @@ func runEntraRegister(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&s.Scope, "scope", "", "expose this delegated scope under api://<client-id> (access-token mode), e.g. access_as_user")
 	fs.BoolVar(&s.Broker, "broker", false, "add the OS broker redirect URIs (WAM on Windows, Company Portal on macOS)")
 	fs.BoolVar(&s.AssignmentRequired, "assignment-required", false, "only users assigned to the enterprise application may sign in")
+	var users, groups stringList
+	fs.Var(&users, "assign", "assign --app-role to this user (UPN or object ID), repeatable")
+	fs.Var(&groups, "assign-group", "assign --app-role to this group (object ID; needs Entra ID P1), repeatable")
 	fs.BoolVar(&s.ReplaceWeb, "replace-web", false, "if the registration found uses the Web platform, create a new public client instead")
 	fs.StringVar(&s.NewName, "new-name", "", "name for that new registration (default: NAME (public client))")
 	dryRun := fs.Bool("dry-run", false, "print the Microsoft Graph calls without signing in or changing anything")
@@ -34,6 +37,7 @@ func runEntraRegister(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	s.AssignUsers, s.AssignGroups = users, groups
 	if err := s.Validate(); err != nil {
 		return usagef("%s", oneLine(err.Error()))
 	}
@@ -114,6 +118,9 @@ func runEntraRegister(ctx context.Context, e *env, args []string) error {
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(e.stdout, "warning: %s\n", w)
+	}
+	if s.AppRole != "" && len(s.AssignUsers)+len(s.AssignGroups) == 0 {
+		fmt.Fprintf(e.stdout, "note: assign users or groups to the role %s (--assign UPN, --assign-group ID, or Enterprise applications → Users and groups)\n", s.AppRole)
 	}
 	issuer := entra.Issuer(*loginURL, s.TenantID)
 	fmt.Fprintf(e.stdout, "\nTenant ID:  %s\nClient ID:  %s\nIssuer:     %s\n", res.TenantID, res.ClientID, issuer)

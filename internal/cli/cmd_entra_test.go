@@ -77,3 +77,21 @@ func TestEntraRegisterDryRun(t *testing.T) {
 		t.Errorf("bad tenant: exit %d %q", code, stderr)
 	}
 }
+
+func TestEntraRegisterAssign(t *testing.T) {
+	g, err := graph.Start(graph.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	g.PutUser(rkTenant, "ada@contoso.example", "Ada")
+	envm := map[string]string{"GATEHOUSE_GRAPH_URL": g.URL(), "GATEHOUSE_GRAPH_TOKEN": graph.Token(rkTenant, "Application.ReadWrite.All", time.Now(), time.Hour)}
+	code, out, stderr := rkRun(t, envm, "", "entra", "register", "--tenant", rkTenant, "--name", "Claude", "--app-role", "Claude.User", "--assign", "ada@contoso.example")
+	if code != 0 || !strings.Contains(out, "assigned Claude.User to user ada@contoso.example") || len(g.Assignments(rkTenant)) != 1 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	code, _, stderr = rkRun(t, envm, "", "entra", "register", "--tenant", rkTenant, "--name", "Claude", "--assign", "ada@contoso.example")
+	if code != 2 || !strings.Contains(stderr, "--app-role") {
+		t.Errorf("assign without role: exit %d %q", code, stderr)
+	}
+}

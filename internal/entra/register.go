@@ -71,6 +71,11 @@ type Spec struct {
 	// AssignmentRequired makes Entra refuse sign-in to users not assigned to
 	// the app (Enterprise applications → Properties → Assignment required).
 	AssignmentRequired bool
+	// AssignUsers are users (UPN or object ID) to assign to AppRole.
+	AssignUsers []string
+	// AssignGroups are groups (object IDs) to assign to AppRole. Assigning a
+	// group needs Entra ID P1 or P2 in the tenant.
+	AssignGroups []string
 	// ReplaceWeb, when the registration found uses the Web platform, creates
 	// a new public-client registration named NewName instead of failing.
 	ReplaceWeb bool
@@ -81,6 +86,7 @@ type Spec struct {
 var (
 	guidRE  = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	valueRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,120}$`)
+	upnRE   = regexp.MustCompile(`^[A-Za-z0-9._%+'#-]+@[A-Za-z0-9.-]+$`)
 )
 
 // Validate checks the spec without any network access.
@@ -97,6 +103,19 @@ func (s Spec) Validate() error {
 	}
 	if s.AppRole != "" && !valueRE.MatchString(s.AppRole) {
 		errs = append(errs, errors.New("--app-role may contain only letters, digits, '.', '_' and '-'"))
+	}
+	if (len(s.AssignUsers) > 0 || len(s.AssignGroups) > 0) && s.AppRole == "" {
+		errs = append(errs, errors.New("--assign and --assign-group need --app-role (the role to assign)"))
+	}
+	for _, u := range s.AssignUsers {
+		if !guidRE.MatchString(u) && !upnRE.MatchString(u) {
+			errs = append(errs, fmt.Errorf("--assign %q: want a user principal name or an object ID", u))
+		}
+	}
+	for _, g := range s.AssignGroups {
+		if !guidRE.MatchString(g) {
+			errs = append(errs, fmt.Errorf("--assign-group %q: want the group's object ID", g))
+		}
 	}
 	if s.Scope != "" && !valueRE.MatchString(s.Scope) {
 		errs = append(errs, errors.New("--scope may contain only letters, digits, '.', '_' and '-'"))
@@ -160,6 +179,19 @@ func Plan(s Spec, newGUID func() string) []Call {
 		Call{Method: http.MethodGet, Path: "/servicePrincipals?$filter=" + url.QueryEscape("appId eq '{appId}'"), Why: "find the service principal (enterprise application)"},
 		Call{Method: http.MethodPost, Path: "/servicePrincipals", Body: spBody(s, "{appId}"), Why: "create it if missing (retried while the new application replicates)"},
 	)
+	if len(s.AssignUsers)+len(s.AssignGroups) > 0 {
+		calls = append(calls, Call{Method: http.MethodGet, Path: "/applications/{id}", Why: "read the id of the app role " + s.AppRole})
+		for _, u := range s.AssignUsers {
+			calls = append(calls, Call{Method: http.MethodGet, Path: "/users/" + url.PathEscape(u), Why: "resolve the user"})
+		}
+		for _, g := range s.AssignGroups {
+			calls = append(calls, Call{Method: http.MethodGet, Path: "/groups/" + g, Why: "check the group"})
+		}
+		calls = append(calls, Call{Method: http.MethodGet, Path: "/servicePrincipals/{spId}/appRoleAssignedTo", Why: "existing assignments"})
+		calls = append(calls, Call{Method: http.MethodPost, Path: "/servicePrincipals/{spId}/appRoleAssignedTo",
+			Body: map[string]any{"principalId": "{userOrGroupId}", "resourceId": "{spId}", "appRoleId": "{appRoleId}"},
+			Why:  "assign " + s.AppRole + " to each principal not yet assigned"})
+	}
 	return calls
 }
 
@@ -308,7 +340,84 @@ func Register(ctx context.Context, g *Graph, s Spec, newGUID func() string) (*Re
 	if err := ensureSP(ctx, g, s, res); err != nil {
 		return nil, err
 	}
+	if len(s.AssignUsers)+len(s.AssignGroups) > 0 {
+		if err := assign(ctx, g, s, res); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
+}
+
+// assign gives AppRole to the requested users and groups that lack it.
+func assign(ctx context.Context, g *Graph, s Spec, res *Result) error {
+	var app map[string]any
+	if err := g.do(ctx, http.MethodGet, "/applications/"+res.ObjectID, nil, &app); err != nil {
+		return err
+	}
+	roleID := ""
+	for _, x := range asSlice(app["appRoles"]) {
+		if m := asMap(x); m["value"] == s.AppRole && m["isEnabled"] == true {
+			roleID = str(m["id"])
+		}
+	}
+	if roleID == "" {
+		return fmt.Errorf("the app role %s is missing or disabled on the registration; cannot assign it", s.AppRole)
+	}
+	type principal struct{ id, label string }
+	var ps []principal
+	for _, u := range s.AssignUsers {
+		var user map[string]any
+		if err := g.do(ctx, http.MethodGet, "/users/"+url.PathEscape(u), nil, &user); err != nil {
+			var ge *GraphError
+			if errors.As(err, &ge) && ge.Status == http.StatusNotFound {
+				return fmt.Errorf("no user %s in tenant %s", u, s.TenantID)
+			}
+			return err
+		}
+		ps = append(ps, principal{str(user["id"]), "user " + firstNonEmpty(str(user["userPrincipalName"]), u)})
+	}
+	for _, gid := range s.AssignGroups {
+		var grp map[string]any
+		if err := g.do(ctx, http.MethodGet, "/groups/"+gid, nil, &grp); err != nil {
+			var ge *GraphError
+			if errors.As(err, &ge) && ge.Status == http.StatusNotFound {
+				return fmt.Errorf("no group %s in tenant %s", gid, s.TenantID)
+			}
+			return err
+		}
+		ps = append(ps, principal{str(grp["id"]), "group " + firstNonEmpty(str(grp["displayName"]), gid)})
+	}
+	var existing struct {
+		Value []map[string]any `json:"value"`
+	}
+	base := "/servicePrincipals/" + res.ServicePrincipalID + "/appRoleAssignedTo"
+	if err := g.do(ctx, http.MethodGet, base, nil, &existing); err != nil {
+		return err
+	}
+	for _, p := range ps {
+		have := false
+		for _, a := range existing.Value {
+			if a["principalId"] == p.id && a["appRoleId"] == roleID {
+				have = true
+			}
+		}
+		if have {
+			continue
+		}
+		body := map[string]any{"principalId": p.id, "resourceId": res.ServicePrincipalID, "appRoleId": roleID}
+		if err := g.do(ctx, http.MethodPost, base, body, nil); err != nil {
+			return err
+		}
+		res.Changes = append(res.Changes, "assigned "+s.AppRole+" to "+p.label)
+	}
+	return nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func findApp(ctx context.Context, g *Graph, s Spec) (map[string]any, error) {

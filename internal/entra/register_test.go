@@ -423,3 +423,54 @@ func FuzzDiff(f *testing.F) {
 		}
 	})
 }
+
+func TestRegisterAssignsUsersAndGroups(t *testing.T) {
+	s, g := setup(t)
+	ada := s.PutUser(tid, "ada@contoso.example", "Ada Lovelace")
+	grace := s.PutUser(tid, "grace@contoso.example", "Grace Hopper")
+	eng := s.PutGroup(tid, "Engineering")
+	spec := Spec{TenantID: tid, Name: "Claude", AppRole: "Claude.User",
+		AssignUsers: []string{"ada@contoso.example", str(grace["id"])}, AssignGroups: []string{str(eng["id"])}}
+	res, err := Register(context.Background(), g, spec, guids())
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := s.Assignments(tid)
+	if len(as) != 3 {
+		t.Fatalf("assignments = %v", as)
+	}
+	roleID := ""
+	for _, r := range asSlice(s.Applications(tid)[0]["appRoles"]) {
+		if asMap(r)["value"] == "Claude.User" {
+			roleID = str(asMap(r)["id"])
+		}
+	}
+	got := map[string]bool{}
+	for _, a := range as {
+		if a["appRoleId"] != roleID || a["resourceId"] != res.ServicePrincipalID {
+			t.Errorf("assignment %v", a)
+		}
+		got[str(a["principalId"])] = true
+	}
+	for _, p := range []map[string]any{ada, grace, eng} {
+		if !got[str(p["id"])] {
+			t.Errorf("%v not assigned", p["displayName"])
+		}
+	}
+	// Re-run: no new assignment, no write at all.
+	before := len(s.Requests())
+	if _, err := Register(context.Background(), g, spec, guids()); err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(s.Requests()[before:]); len(w) != 0 {
+		t.Errorf("re-run wrote %v", w)
+	}
+	// Unknown user: a clear error.
+	spec.AssignUsers = []string{"nobody@contoso.example"}
+	if _, err := Register(context.Background(), g, spec, guids()); err == nil || !strings.Contains(err.Error(), "no user nobody@contoso.example") {
+		t.Errorf("unknown user: %v", err)
+	}
+	if (Spec{TenantID: tid, Name: "x", AssignUsers: []string{"a@b.c"}}).Validate() == nil {
+		t.Error("--assign without --app-role accepted")
+	}
+}

@@ -1,6 +1,7 @@
 // Package graph is a faithful local fake of the part of Microsoft Graph v1.0
-// that app registration uses: /v1.0/applications and
-// /v1.0/servicePrincipals, served over real HTTP on a loopback port. Tests
+// that app registration uses: /v1.0/applications, /v1.0/servicePrincipals
+// (with appRoleAssignedTo), and lookups of /v1.0/users/{id|upn} and
+// /v1.0/groups/{id}, served over real HTTP on a loopback port. Tests
 // and `gatehouse demo` use it in place of graph.microsoft.com, which
 // development machines cannot reach.
 //
@@ -66,9 +67,12 @@ type Server struct {
 }
 
 type directory struct {
-	apps []map[string]any
-	sps  []map[string]any
-	lag  map[string]int // appId → failed service principal creations still to come
+	apps        []map[string]any
+	sps         []map[string]any
+	users       []map[string]any
+	groups      []map[string]any
+	assignments []map[string]any // appRoleAssignment objects (resourceId = service principal id)
+	lag         map[string]int   // appId → failed service principal creations still to come
 }
 
 type injected struct {
@@ -271,6 +275,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			e = gerr(http.StatusMethodNotAllowed, "Request_BadRequest", "Specified HTTP method is not allowed for the request uri.")
 		}
+	case len(seg) == 2 && (seg[0] == "users" || seg[0] == "groups"):
+		if r.Method != http.MethodGet {
+			e = gerr(http.StatusMethodNotAllowed, "Request_BadRequest", "Specified HTTP method is not allowed for the request uri.")
+			break
+		}
+		coll := d.users
+		if seg[0] == "groups" {
+			coll = d.groups
+		}
+		i := find(coll, "id", seg[1])
+		if i < 0 && seg[0] == "users" {
+			for j, u := range coll {
+				if strings.EqualFold(str(u["userPrincipalName"]), seg[1]) {
+					i = j
+				}
+			}
+		}
+		if i < 0 {
+			e = gerr(http.StatusNotFound, "Request_ResourceNotFound", "Resource '%s' does not exist or one of its queried reference-property objects are not present.", seg[1])
+			break
+		}
+		status, out = http.StatusOK, withContext(seg[0]+"/$entity", clone(coll[i]))
+	case len(seg) == 3 && seg[0] == "servicePrincipals" && seg[2] == "appRoleAssignedTo":
+		status, out, e = s.appRoleAssignedTo(d, seg[1], r)
 	case len(seg) == 2 && (seg[0] == "applications" || seg[0] == "servicePrincipals"):
 		coll := &d.apps
 		if seg[0] == "servicePrincipals" {
@@ -694,6 +722,110 @@ func patchSP(sp, body map[string]any) *Error {
 	}
 	return nil
 }
+
+// PutUser stores a user (id, userPrincipalName, displayName) in tenant tid
+// and returns the stored copy; id defaults to a new GUID.
+func (s *Server) PutUser(tid, upn, displayName string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := map[string]any{"id": NewGUID(), "userPrincipalName": upn, "displayName": displayName, "mail": upn}
+	d := s.dir(tid)
+	d.users = append(d.users, u)
+	return clone(u)
+}
+
+// PutGroup stores a security group in tenant tid and returns it.
+func (s *Server) PutGroup(tid, displayName string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := map[string]any{"id": NewGUID(), "displayName": displayName, "securityEnabled": true}
+	d := s.dir(tid)
+	d.groups = append(d.groups, g)
+	return clone(g)
+}
+
+// Assignments returns copies of tenant tid's app role assignments.
+func (s *Server) Assignments(tid string) []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, a := range s.dir(tid).assignments {
+		out = append(out, clone(a))
+	}
+	return out
+}
+
+// appRoleAssignedTo serves GET and POST /servicePrincipals/{id}/appRoleAssignedTo.
+func (s *Server) appRoleAssignedTo(d *directory, spID string, r *http.Request) (int, any, *Error) {
+	si := find(d.sps, "id", spID)
+	if si < 0 {
+		return 0, nil, gerr(http.StatusNotFound, "Request_ResourceNotFound", "Resource '%s' does not exist or one of its queried reference-property objects are not present.", spID)
+	}
+	sp := d.sps[si]
+	switch r.Method {
+	case http.MethodGet:
+		value := []any{}
+		for _, a := range d.assignments {
+			if a["resourceId"] == spID {
+				value = append(value, clone(a))
+			}
+		}
+		return http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals('" + spID + "')/appRoleAssignedTo", "value": value}, nil
+	case http.MethodPost:
+		body, e := readBody(r)
+		if e != nil {
+			return 0, nil, e
+		}
+		for k := range body {
+			switch k {
+			case "principalId", "resourceId", "appRoleId":
+			default:
+				return 0, nil, gerr(http.StatusBadRequest, "Request_BadRequest", "Property '%s' does not exist on type 'microsoft.graph.appRoleAssignment'. Make sure to only use property names that are defined by the type.", k)
+			}
+		}
+		if body["resourceId"] != spID {
+			return 0, nil, gerr(http.StatusBadRequest, "Request_BadRequest", "Invalid value specified for property 'resourceId' of resource 'AppRoleAssignment'.")
+		}
+		pid := str(body["principalId"])
+		ptype, pname := "", ""
+		if i := find(d.users, "id", pid); i >= 0 {
+			ptype, pname = "User", str(d.users[i]["displayName"])
+		} else if i := find(d.groups, "id", pid); i >= 0 {
+			ptype, pname = "Group", str(d.groups[i]["displayName"])
+		} else {
+			return 0, nil, gerr(http.StatusNotFound, "Request_ResourceNotFound", "Resource '%s' does not exist or one of its queried reference-property objects are not present.", pid)
+		}
+		// The roles are the application's (kept in sync with the service
+		// principal by the directory).
+		roleOK := false
+		if ai := find(d.apps, "appId", str(sp["appId"])); ai >= 0 {
+			for _, x := range asList(d.apps[ai]["appRoles"]) {
+				m, _ := x.(map[string]any)
+				if m != nil && m["id"] == body["appRoleId"] && m["isEnabled"] == true {
+					roleOK = true
+				}
+			}
+		}
+		if !roleOK {
+			return 0, nil, gerr(http.StatusBadRequest, "Request_BadRequest", "Permission being assigned was not found on application '%s'.", str(sp["appId"]))
+		}
+		for _, a := range d.assignments {
+			if a["resourceId"] == spID && a["principalId"] == pid && a["appRoleId"] == body["appRoleId"] {
+				return 0, nil, gerr(http.StatusBadRequest, "Request_BadRequest", "Permission being assigned already exists on the object")
+			}
+		}
+		a := map[string]any{
+			"id": NewGUID(), "appRoleId": body["appRoleId"], "principalId": pid, "principalType": ptype,
+			"principalDisplayName": pname, "resourceId": spID, "resourceDisplayName": sp["displayName"],
+			"createdDateTime": s.opts.Now().UTC().Format(time.RFC3339),
+		}
+		d.assignments = append(d.assignments, a)
+		return http.StatusCreated, withContext("servicePrincipals('"+spID+"')/appRoleAssignedTo/$entity", clone(a)), nil
+	}
+	return 0, nil, gerr(http.StatusMethodNotAllowed, "Request_BadRequest", "Specified HTTP method is not allowed for the request uri.")
+}
+
+func asList(v any) []any { l, _ := v.([]any); return l }
 
 func find(items []map[string]any, prop, val string) int {
 	for i, it := range items {

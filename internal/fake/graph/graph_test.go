@@ -296,3 +296,36 @@ func TestBadBodyAndVersion(t *testing.T) {
 		t.Errorf("bad version: %d", v.status)
 	}
 }
+
+func TestAppRoleAssignments(t *testing.T) {
+	s := startT(t)
+	roleID := NewGUID()
+	app := call(t, s, tok(), "POST", "/v1.0/applications", map[string]any{"displayName": "a", "appRoles": []any{
+		map[string]any{"id": roleID, "value": "Claude.User", "allowedMemberTypes": []string{"User"}, "isEnabled": true},
+	}}).body
+	sp := call(t, s, tok(), "POST", "/v1.0/servicePrincipals", map[string]any{"appId": app["appId"]}).body
+	spID := str(sp["id"])
+	u := s.PutUser(tid, "ada@contoso.example", "Ada")
+	if r := call(t, s, tok(), "GET", "/v1.0/users/ada@contoso.example", nil); r.status != 200 || r.body["id"] != u["id"] {
+		t.Fatalf("user by UPN: %d %v", r.status, r.body)
+	}
+	if r := call(t, s, tok(), "GET", "/v1.0/users/"+NewGUID(), nil); r.status != 404 {
+		t.Errorf("unknown user: %d", r.status)
+	}
+	path := "/v1.0/servicePrincipals/" + spID + "/appRoleAssignedTo"
+	body := map[string]any{"principalId": u["id"], "resourceId": spID, "appRoleId": roleID}
+	if r := call(t, s, tok(), "POST", path, body); r.status != 201 || r.body["principalType"] != "User" {
+		t.Fatalf("assign: %d %v", r.status, r.body)
+	}
+	r := call(t, s, tok(), "POST", path, body)
+	if _, msg := errorOf(t, r); r.status != 400 || !strings.Contains(msg, "already exists") {
+		t.Errorf("duplicate: %d %s", r.status, msg)
+	}
+	body["appRoleId"] = NewGUID()
+	if r := call(t, s, tok(), "POST", path, body); r.status != 400 {
+		t.Errorf("unknown role: %d", r.status)
+	}
+	if l := call(t, s, tok(), "GET", path, nil); len(l.body["value"].([]any)) != 1 {
+		t.Errorf("list: %v", l.body)
+	}
+}
