@@ -169,7 +169,9 @@ func runToken(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var open func(context.Context, string) error
-	if !*noBrowser {
+	// Claude Desktop re-runs its helper with CLAUDE_HELPER_CONTEXT=
+	// mid-session-refresh to refresh silently: never pop a browser then.
+	if !*noBrowser && e.getenv("CLAUDE_HELPER_CONTEXT") != "mid-session-refresh" {
 		open = credhelper.SystemBrowser(e.getenv)
 	}
 	h, err := helperFor(e, hf, open)
