@@ -65,7 +65,14 @@ type Options struct {
 	CheckpointEvery time.Duration
 	// Logger receives background errors. Default: discard.
 	Logger *slog.Logger
+	// ReadOnly opens an existing database for List and Verify only (the
+	// CLI, while a gateway may be running): no migrations, no background
+	// work, every write fails.
+	ReadOnly bool
 }
+
+// ErrReadOnly is returned by writes to a store opened ReadOnly.
+var ErrReadOnly = errors.New("audit sqlite: store opened read-only")
 
 // Store is the SQLite audit store. It implements audit.Store and
 // audit.Recoverer.
@@ -83,6 +90,7 @@ type Store struct {
 	stInsert *sql.Stmt
 	stUpsert *sql.Stmt
 	stChain  *sql.Stmt
+	stHead   *sql.Stmt
 
 	// Chain head, guarded by wmu.
 	headSeq  int64
@@ -134,6 +142,23 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{opts: opts, log: opts.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	if opts.ReadOnly {
+		if _, err := os.Stat(opts.Path); err != nil {
+			return nil, fmt.Errorf("audit sqlite: no audit database: %w", err)
+		}
+		var err error
+		if s.reader, err = sql.Open("sqlite", opts.Path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)"); err != nil {
+			return nil, fmt.Errorf("audit sqlite: %w", err)
+		}
+		s.reader.SetMaxOpenConns(4)
+		if err := s.reader.PingContext(ctx); err != nil {
+			s.reader.Close()
+			return nil, fmt.Errorf("audit sqlite: open %s: %w", opts.Path, err)
+		}
+		s.fatal.Store(ErrReadOnly)
+		close(s.done)
+		return s, nil
+	}
 	if err := s.open(ctx); err != nil {
 		s.closeDBs()
 		return nil, err
@@ -187,10 +212,11 @@ func (s *Store) open(ctx context.Context) error {
 			return fmt.Errorf("audit sqlite: prepare: %w", err)
 		}
 	}
-	s.head = audit.GenesisHash
-	err = s.conn.QueryRowContext(ctx, "SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1").Scan(&s.headSeq, &s.head)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("audit sqlite: chain head: %w", err)
+	if s.stHead, err = s.conn.PrepareContext(ctx, "SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1"); err != nil {
+		return fmt.Errorf("audit sqlite: prepare: %w", err)
+	}
+	if err := s.loadHead(ctx); err != nil {
+		return err
 	}
 	if err = s.conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoints").Scan(&s.signedAt); err != nil {
 		return fmt.Errorf("audit sqlite: checkpoints: %w", err)
@@ -301,6 +327,10 @@ func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (er
 		return fmt.Errorf("audit sqlite: begin: %w", err)
 	}
 	headSeq, head := s.headSeq, s.head
+	if err := s.loadHead(ctx); err != nil {
+		_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
+		return err
+	}
 	defer func() {
 		if err != nil {
 			s.headSeq, s.head = headSeq, head
@@ -348,6 +378,20 @@ func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (er
 	return nil
 }
 
+// loadHead reads the chain head; inside a write transaction this picks up
+// entries another process (for example `gatehouse audit purge`) appended.
+func (s *Store) loadHead(ctx context.Context) error {
+	err := s.stHead.QueryRowContext(ctx).Scan(&s.headSeq, &s.head)
+	if errors.Is(err, sql.ErrNoRows) {
+		s.headSeq, s.head = 0, audit.GenesisHash
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("audit sqlite: chain head: %w", err)
+	}
+	return nil
+}
+
 // appendChain adds the chain entry for rec (as now stored) inside the
 // current transaction; wmu is held.
 func (s *Store) appendChain(ctx context.Context, kind string, rec *audit.Record) error {
@@ -374,6 +418,12 @@ func (s *Store) Checkpoint(ctx context.Context) error {
 	defer s.wmu.Unlock()
 	if err := s.checkFatal(); err != nil {
 		return err
+	}
+	if err := s.loadHead(ctx); err != nil {
+		return err
+	}
+	if err := s.conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoints").Scan(&s.signedAt); err != nil {
+		return fmt.Errorf("audit sqlite: checkpoints: %w", err)
 	}
 	if s.headSeq == s.signedAt {
 		return nil
@@ -442,6 +492,10 @@ func (s *Store) Recover(ctx context.Context, instance string) (n int, err error)
 		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
 	}
 	headSeq, head := s.headSeq, s.head
+	if err := s.loadHead(ctx); err != nil {
+		_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
+		return 0, err
+	}
 	defer func() {
 		if err != nil {
 			s.headSeq, s.head = headSeq, head
@@ -604,6 +658,9 @@ func (s *Store) syncWAL() {
 // Close stops the background loop, writes a final signed checkpoint,
 // fsyncs outstanding commits and closes the database.
 func (s *Store) Close() error {
+	if s.opts.ReadOnly {
+		return s.reader.Close()
+	}
 	close(s.stop)
 	<-s.done
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -626,7 +683,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.stBegin, s.stCommit, s.stInsert, s.stUpsert, s.stChain} {
+	for _, st := range []*sql.Stmt{s.stBegin, s.stCommit, s.stInsert, s.stUpsert, s.stChain, s.stHead} {
 		if st != nil {
 			_ = st.Close()
 		}

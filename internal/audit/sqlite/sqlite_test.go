@@ -2,6 +2,8 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -24,5 +26,52 @@ func TestConformance(t *testing.T) {
 		t.Run(sync, func(t *testing.T) {
 			audittest.Run(t, func(t *testing.T) audit.Store { return openTemp(t, sync) })
 		})
+	}
+}
+
+func TestReadOnlyAndSecondWriter(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "a.db")
+	if _, err := sqlite.Open(ctx, sqlite.Options{Path: path, ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing database succeeded")
+	}
+	a, err := sqlite.Open(ctx, sqlite.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	// A second writer on the same file (another process, e.g. the CLI)
+	// must continue the chain, not fork it.
+	b, err := sqlite.Open(ctx, sqlite.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		if err := s.Begin(ctx, []*audit.Record{audittest.Sample(fmt.Sprint("x", i), 0)}); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := sqlite.Open(ctx, sqlite.Options{Path: path, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	recs, err := ro.List(ctx, audit.Filter{})
+	if err != nil || len(recs) != 6 {
+		t.Fatalf("read-only List = %d records, %v", len(recs), err)
+	}
+	rep, err := ro.Verify(ctx, nil)
+	if err != nil || !rep.OK() || rep.Entries != 6 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+	if err := ro.Begin(ctx, []*audit.Record{audittest.Sample("nope", 0)}); !errors.Is(err, sqlite.ErrReadOnly) {
+		t.Errorf("write to read-only store: %v", err)
 	}
 }
