@@ -314,7 +314,7 @@ func (s *Store) Finish(ctx context.Context, recs []*audit.Record) error {
 	return s.write(ctx, recs, false)
 }
 
-func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (err error) {
+func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -323,14 +323,26 @@ func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) (er
 	if err := s.checkFatal(); err != nil {
 		return err
 	}
+	err := s.writeTx(ctx, recs, begin)
+	if errors.Is(err, errChainMoved) {
+		// Another process appended to the chain: continue from its head.
+		if err := s.loadHead(ctx); err != nil {
+			return err
+		}
+		err = s.writeTx(ctx, recs, begin)
+	}
+	return err
+}
+
+// errChainMoved marks a chain insert that collided with an entry another
+// process wrote; the transaction is retried from the new head.
+var errChainMoved = errors.New("audit sqlite: chain head moved")
+
+func (s *Store) writeTx(ctx context.Context, recs []*audit.Record, begin bool) (err error) {
 	if _, err := s.stBegin.ExecContext(ctx); err != nil {
 		return fmt.Errorf("audit sqlite: begin: %w", err)
 	}
 	headSeq, head := s.headSeq, s.head
-	if err := s.loadHead(ctx); err != nil {
-		_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
-		return err
-	}
 	defer func() {
 		if err != nil {
 			s.headSeq, s.head = headSeq, head
@@ -402,6 +414,9 @@ func (s *Store) appendChain(ctx context.Context, kind string, rec *audit.Record)
 	seq := s.headSeq + 1
 	h := audit.HashEntry(s.head, seq, kind, rec.RequestID, payload)
 	if _, err := s.stChain.ExecContext(ctx, seq, kind, rec.RequestID, payload, s.head, h); err != nil {
+		if strings.Contains(err.Error(), "UNIQUE constraint failed: audit_chain.seq") {
+			return fmt.Errorf("%w: %w", errChainMoved, err)
+		}
 		return fmt.Errorf("audit sqlite: chain: %w", err)
 	}
 	s.headSeq, s.head = seq, h
@@ -488,14 +503,13 @@ func (s *Store) Recover(ctx context.Context, instance string) (n int, err error)
 	if len(open) == 0 {
 		return 0, nil
 	}
+	if err := s.loadHead(ctx); err != nil {
+		return 0, err
+	}
 	if _, err := s.stBegin.ExecContext(ctx); err != nil {
 		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
 	}
 	headSeq, head := s.headSeq, s.head
-	if err := s.loadHead(ctx); err != nil {
-		_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
-		return 0, err
-	}
 	defer func() {
 		if err != nil {
 			s.headSeq, s.head = headSeq, head
