@@ -47,23 +47,28 @@ func ExtractCredential(h http.Header) (string, *Error) {
 	if len(bearer) > MaxTokenBytes || len(apiKey) > MaxTokenBytes {
 		return "", fail(ReasonMalformedToken, "credential longer than %d bytes", MaxTokenBytes)
 	}
-	bj := bearerIsToken && jwtShaped(bearer)
-	kj := jwtShaped(apiKey)
 	switch {
 	case bearer == "" && apiKey == "":
 		return "", fail(ReasonMissingCredential, "no Authorization: Bearer or x-api-key header")
 	case bearerIsToken && bearer == apiKey:
 		return bearer, nil
+	case apiKey == "" && bearerIsToken:
+		return bearer, nil // the only credential; the parser judges it
+	case bearer == "":
+		return apiKey, nil
+	}
+	// Two different values: prefer the JWT-shaped one.
+	bj := bearerIsToken && jwtShaped(bearer)
+	kj := jwtShaped(apiKey)
+	switch {
 	case bj && kj:
 		return "", fail(ReasonAmbiguousCredential, "Authorization and x-api-key carry different tokens")
 	case bj:
 		return bearer, nil
 	case kj:
 		return apiKey, nil
-	case apiKey != "" && (bearer == "" || !bearerIsToken):
+	case !bearerIsToken && apiKey != "":
 		return apiKey, nil // not JWT-shaped: the parser reports malformed_token
-	case bearerIsToken && bearer != "" && apiKey == "":
-		return bearer, nil
 	}
 	return "", fail(ReasonMalformedToken, "no JWT-shaped credential in Authorization or x-api-key")
 }
