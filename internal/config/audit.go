@@ -1,11 +1,23 @@
 package config
 
-import "time"
+import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"net/url"
+	"strings"
+	"time"
+)
 
-// Audit configures the audit store.
+// Audit configures the audit store (docs/audit.md).
 type Audit struct {
 	// SQLite is the path of the embedded audit database (the default store).
 	SQLite string `yaml:"sqlite,omitempty"`
+	// Postgres, when set, selects the PostgreSQL store instead of SQLite:
+	// a postgres:// URL. Put the password in PGPASSWORD or ~/.pgpass, not
+	// in the file.
+	Postgres string `yaml:"postgres,omitempty"`
 	// Sync is the durability level: crash (default) or always (decisions D1).
 	Sync string `yaml:"sync,omitempty"`
 	// FailMode is closed (default: refuse requests with 503 when the audit
@@ -14,10 +26,26 @@ type Audit struct {
 	// FlushInterval bounds how long a completed record waits before its
 	// batch is written. Default 100ms.
 	FlushInterval time.Duration `yaml:"flush_interval,omitempty"`
+	// Instance names this gateway process in records and, with PostgreSQL,
+	// its hash chain. Default: the host name. Must be unique per replica.
+	Instance string `yaml:"instance,omitempty"`
+	// SigningKey is the Ed25519 private key that signs checkpoints of the
+	// hash chain: PKCS #8 PEM or base64 of the 32-byte seed, always as a
+	// secret reference. Unset: no checkpoints (truncation undetectable).
+	SigningKey Secret `yaml:"signing_key,omitempty"`
+	// VerifyKey is the matching public key (base64 or PEM) for auditors who
+	// run `gatehouse audit verify` without the private key.
+	VerifyKey string `yaml:"verify_key,omitempty"`
+	// CheckpointInterval is how often a signed checkpoint is written.
+	// Default 10s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval,omitempty"`
+	// Retention, with PostgreSQL, drops monthly partitions older than this.
+	// Zero (default) keeps records forever.
+	Retention time.Duration `yaml:"retention,omitempty"`
 }
 
 func (a *Audit) applyDefaults() {
-	if a.SQLite == "" {
+	if a.SQLite == "" && a.Postgres == "" {
 		a.SQLite = "./gatehouse-audit.db"
 	}
 	if a.Sync == "" {
@@ -28,6 +56,9 @@ func (a *Audit) applyDefaults() {
 	}
 	if a.FlushInterval == 0 {
 		a.FlushInterval = 100 * time.Millisecond
+	}
+	if a.CheckpointInterval == 0 {
+		a.CheckpointInterval = 10 * time.Second
 	}
 }
 
@@ -45,4 +76,55 @@ func (a *Audit) validate(v *validator) {
 	if a.FlushInterval < 0 || a.FlushInterval > 10*time.Second {
 		v.add("flush_interval", "must be between 0 and 10s")
 	}
+	if a.SQLite != "" && a.Postgres != "" {
+		v.add("", "set sqlite or postgres, not both")
+	}
+	if a.Postgres != "" {
+		u, err := url.Parse(a.Postgres)
+		switch {
+		case err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql"):
+			v.add("postgres", "must be a postgres:// URL")
+		default:
+			if _, hasPass := u.User.Password(); hasPass {
+				v.add("postgres", "must not carry a password; use PGPASSWORD or ~/.pgpass")
+			}
+		}
+	}
+	if a.SigningKey.IsSet() && a.SigningKey.Value() != "" && !validSigningKey(a.SigningKey.Value()) {
+		v.add("signing_key", "is neither a PKCS #8 PEM Ed25519 private key nor the base64 of a 32-byte seed")
+	}
+	if a.VerifyKey != "" && !validVerifyKey(a.VerifyKey) {
+		v.add("verify_key", "is neither a PEM nor a base64 Ed25519 public key")
+	}
+	if a.CheckpointInterval < time.Second || a.CheckpointInterval > time.Hour {
+		v.add("checkpoint_interval", "must be between 1s and 1h")
+	}
+	if a.Retention < 0 || (a.Retention > 0 && a.Retention < 24*time.Hour) {
+		v.add("retention", "must be 0 (keep forever) or at least 24h")
+	}
+	if a.Retention > 0 && a.Postgres == "" {
+		v.add("retention", "is supported with postgres only (SQLite keeps everything)")
+	}
+}
+
+func validSigningKey(s string) bool {
+	s = strings.TrimSpace(s)
+	if b, _ := pem.Decode([]byte(s)); b != nil {
+		k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+		_, ok := k.(ed25519.PrivateKey)
+		return err == nil && ok
+	}
+	seed, err := base64.StdEncoding.DecodeString(s)
+	return err == nil && len(seed) == ed25519.SeedSize
+}
+
+func validVerifyKey(s string) bool {
+	s = strings.TrimSpace(s)
+	if b, _ := pem.Decode([]byte(s)); b != nil {
+		k, err := x509.ParsePKIXPublicKey(b.Bytes)
+		_, ok := k.(ed25519.PublicKey)
+		return err == nil && ok
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	return err == nil && len(raw) == ed25519.PublicKeySize
 }
