@@ -2,17 +2,13 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/journal"
@@ -43,7 +39,7 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 
 // buildGateway wires every component from cfg. Only this step has side
 // effects (opening the audit store, starting key refresh).
-func buildGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *gateway, err error) {
+func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) string, log *slog.Logger) (g *gateway, err error) {
 	g = &gateway{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
@@ -75,7 +71,7 @@ func buildGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (g 
 		Logger:        log,
 	})
 
-	dispatcher, err := buildDispatcher(cfg)
+	dispatcher, err := buildDispatcher(cfg, getenv, log)
 	if err != nil {
 		return nil, err
 	}
@@ -144,52 +140,4 @@ func openAuditStore(ctx context.Context, c config.Audit, log *slog.Logger) (reco
 		return nil, fmt.Errorf("audit: opening the journal of %s: %w", c.SQLite, err)
 	}
 	return j, nil
-}
-
-// newUpstreamClient returns the HTTP client for one upstream: TLS verified
-// (1.2 minimum), no proxy taken from the environment, no redirects followed,
-// bounded connect and response-header waits.
-func newUpstreamClient(u config.Upstream) *http.Client {
-	dialer := &net.Dialer{Timeout: u.ConnectTimeout, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   u.ConnectTimeout,
-		ResponseHeaderTimeout: u.ResponseHeaderTimeout,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
-		ForceAttemptHTTP2:     true,
-		DisableCompression:    true,
-	}
-	return &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-func buildDispatcher(cfg *config.Config) (proxy.Dispatcher, error) {
-	targets := map[string]*proxy.Target{}
-	for _, u := range cfg.Upstreams {
-		base, err := url.Parse(u.BaseURL)
-		if err != nil {
-			return nil, fmt.Errorf("upstreams: %s: %w", u.Name, err)
-		}
-		header := "x-api-key"
-		if u.Provider == config.ProviderFoundry {
-			header = "api-key"
-		}
-		targets[u.Name] = &proxy.Target{
-			Name:       u.Name,
-			BaseURL:    base,
-			Credential: proxy.HeaderCredential{Name: header, Value: u.APIKey.Value()},
-			Client:     newUpstreamClient(u),
-		}
-	}
-	d := &proxy.StaticDispatcher{Routes: map[string]proxy.Route{}}
-	for _, m := range cfg.Models {
-		d.Routes[m.ID] = proxy.Route{Target: targets[m.Upstream], UpstreamModel: m.UpstreamModel}
-	}
-	return d, nil
 }

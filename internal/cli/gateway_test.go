@@ -379,11 +379,20 @@ func TestUpstreamFaults(t *testing.T) {
 		t.Fatalf("upstream 403 mapped to %s %q", typ, msg)
 	}
 
+	resp = h.post("/v1/messages", tok, okBody, map[string]string{"anthropic-beta": "want-slow"})
+	if resp.StatusCode != 504 {
+		t.Fatalf("slow upstream: %d", resp.StatusCode)
+	}
+	if typ, _, _ := errorBody(t, resp); typ != "timeout_error" {
+		t.Fatalf("slow upstream type %s", typ)
+	}
+
+	// Last: the 529's retry-after makes the router hold this upstream back.
 	for _, tc := range []struct {
 		beta   string
 		status int
 		body   string
-	}{{"want-529", 529, overloaded}, {"want-400", 400, badThinking}} {
+	}{{"want-400", 400, badThinking}, {"want-529", 529, overloaded}} {
 		resp = h.post("/v1/messages", tok, okBody, map[string]string{"anthropic-beta": tc.beta})
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -393,14 +402,6 @@ func TestUpstreamFaults(t *testing.T) {
 		if tc.status == 529 && (resp.Header.Get("retry-after") != "7" || resp.Header.Get("request-id") != "req_up_1") {
 			t.Fatalf("upstream headers not kept: %v", resp.Header)
 		}
-	}
-
-	resp = h.post("/v1/messages", tok, okBody, map[string]string{"anthropic-beta": "want-slow"})
-	if resp.StatusCode != 504 {
-		t.Fatalf("slow upstream: %d", resp.StatusCode)
-	}
-	if typ, _, _ := errorBody(t, resp); typ != "timeout_error" {
-		t.Fatalf("slow upstream type %s", typ)
 	}
 
 	recs := h.records()

@@ -22,13 +22,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := newLogger(e.stderr, cfg.Log)
-	return serve(ctx, cfg, log, nil)
+	return serve(ctx, cfg, e.getenv, log, nil)
 }
 
 // serve runs the gateway until ctx ends. When ready is non-nil it receives
 // the bound address once the listener is up.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(addr net.Addr)) error {
-	g, err := buildGateway(ctx, cfg, log)
+func serve(ctx context.Context, cfg *config.Config, getenv func(string) string, log *slog.Logger, ready func(addr net.Addr)) error {
+	g, err := buildGateway(ctx, cfg, getenv, log)
 	if err != nil {
 		return err
 	}
