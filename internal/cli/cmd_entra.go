@@ -69,12 +69,13 @@ func runEntraRegister(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 
+	in := bufio.NewReader(e.stdin) // one reader: --token - and the prompt share stdin
 	tok := *token
 	if tok == "" {
 		tok = e.getenv("GATEHOUSE_GRAPH_TOKEN")
 	}
 	if tok == "-" {
-		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		line, err := in.ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
@@ -98,7 +99,7 @@ func runEntraRegister(ctx context.Context, e *env, args []string) error {
 		}
 		if !*yes {
 			fmt.Fprintf(e.stderr, "Create a new public-client registration named %q now? [y/N] ", newName)
-			line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+			line, _ := in.ReadString('\n')
 			if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 				fmt.Fprintln(e.stderr, "\nNothing changed.")
 				return exitCode(1)

@@ -95,3 +95,17 @@ func TestEntraRegisterAssign(t *testing.T) {
 		t.Errorf("assign without role: exit %d %q", code, stderr)
 	}
 }
+
+func TestEntraRegisterTokenFromStdinThenPrompt(t *testing.T) {
+	g, err := graph.Start(graph.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	g.PutApplication(rkTenant, map[string]any{"displayName": "Claude", "web": map[string]any{"redirectUris": []any{"https://old.example/cb"}}})
+	tok := graph.Token(rkTenant, "Application.ReadWrite.All", time.Now(), time.Hour)
+	code, out, stderr := rkRun(t, map[string]string{"GATEHOUSE_GRAPH_URL": g.URL()}, tok+"\ny\n", "entra", "register", "--tenant", rkTenant, "--name", "Claude", "--token", "-", "--new-name", "Claude Desktop SSO")
+	if code != 0 || len(g.Applications(rkTenant)) != 2 || !strings.Contains(out, "created the application \"Claude Desktop SSO\"") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+}
