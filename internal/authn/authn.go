@@ -616,15 +616,18 @@ func (a *Authenticator) Verify(ctx context.Context, raw string) (identity.Princi
 	h := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 	if e, ok := a.cache.get(h, now); ok {
 		if err := a.checkRevoked(ctx, e.p); err != nil {
+			err.TokenSHA256 = e.p.TokenHash
 			return identity.Principal{}, err
 		}
 		return e.p, nil
 	}
 	p, until, rt, kid, err := a.verifyCold(ctx, raw, h, now)
 	if err != nil {
+		err.TokenSHA256 = hex.EncodeToString(h[:])
 		return identity.Principal{}, err
 	}
 	if err := a.checkRevoked(ctx, p); err != nil {
+		err.TokenSHA256 = p.TokenHash
 		return identity.Principal{}, err
 	}
 	a.cache.put(h, &cacheEntry{p: p, until: until, ks: rt.ks, kid: kid}, now)

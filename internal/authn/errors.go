@@ -19,6 +19,9 @@ type Error struct {
 	Reason  string // one of the Reason* constants
 	Message string
 	Cause   error
+	// TokenSHA256 is the hex SHA-256 of the refused token when one was
+	// extracted ("" otherwise): log a prefix of it, never the token.
+	TokenSHA256 string
 }
 
 func (e *Error) Error() string {

@@ -363,3 +363,29 @@ func TestDiscoveryChecks(t *testing.T) {
 		})
 	}
 }
+
+// Rows 5 and 6: key-source headers never cause a fetch of the URL they name.
+func TestKeySourceHeadersNeverFetched(t *testing.T) {
+	var hits atomic.Int64
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write([]byte(`{"keys":[]}`))
+	}))
+	defer attacker.Close()
+	e := newEnv(t, nil, nil)
+	atk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	claims := e.idp.Claims(e.tid, e.aud, e.idp.DefaultUser(), time.Hour)
+	for _, h := range []map[string]any{
+		{"alg": "RS256", "kid": "attacker", "jku": attacker.URL + "/keys"},
+		{"alg": "RS256", "kid": "attacker", "x5u": attacker.URL + "/cert.pem"},
+		{"alg": "RS256", "kid": "attacker", "jwk": idp.PublicJWK(&atk.PublicKey, "attacker")},
+	} {
+		_, err := e.a.Verify(context.Background(), idp.SignWith("RS256", atk, h, claims))
+		if err == nil || err.Reason != ReasonForbiddenHeader || len(err.TokenSHA256) != 64 {
+			t.Errorf("%v: %v", h, err)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Errorf("attacker server hit %d times", hits.Load())
+	}
+}
