@@ -33,6 +33,7 @@ func runProfile(ctx context.Context, e *env, args []string) error {
 	helper := fs.String("helper", "", "Code: apiKeyHelper command (default: gatehouse token with the issuer and client ID)")
 	helperTTL := fs.Int("helper-ttl-ms", 0, "Code: CLAUDE_CODE_API_KEY_HELPER_TTL_MS (default 300000)")
 	desktopHelper := fs.String("desktop-helper", "", "Desktop: absolute path of a credential-helper executable instead of Desktop's own sign-in (reads client.json; see docs/profiles.md)")
+	regKeep := fs.Bool("reg-keep-existing", false, "reg: add to the key's existing values instead of replacing the key")
 	mcx := fs.Bool("mcx", false, "mobileconfig: Jamf Custom Settings (com.apple.ManagedClient.preferences) form")
 	org := fs.String("organization", "", "mobileconfig: PayloadOrganization")
 	ident := fs.String("identifier", "", "mobileconfig: PayloadIdentifier (default dev.gatehouse.profile.<client>)")
@@ -62,7 +63,7 @@ func runProfile(ctx context.Context, e *env, args []string) error {
 	o := profile.Options{
 		BearerTokenType: *tokenType, Scopes: *scopes, Broker: *broker, KeepDeploymentModeChooser: *keepChooser,
 		HelperCommand: *helper, HelperTTLMillis: *helperTTL, Organization: *org, Identifier: *ident,
-		DesktopHelper: *desktopHelper, MCX: *mcx,
+		DesktopHelper: *desktopHelper, MCX: *mcx, RegKeepExisting: *regKeep,
 	}
 	if *cfgPath != "" {
 		// Only non-secret fields are read, so the file's secret references

@@ -116,9 +116,17 @@ func stableUUID(s string) string {
 // one key, REG_SZ values directly under it (contract §1.2, §1.4), CRLF line
 // endings, encoded UTF-16LE with a byte-order mark as regedit itself exports
 // (so non-ASCII text survives whatever the machine's code page).
-func reg(key string, vals *dict) []byte {
+//
+// With replace, the file first deletes the key ("[-KEY]"), so that values an
+// earlier profile or a hand edit left behind (a static API key, another
+// provider) do not survive: the profile is the whole policy, as a
+// .mobileconfig is.
+func reg(key string, vals *dict, replace bool) []byte {
 	var s strings.Builder
 	s.WriteString("Windows Registry Editor Version 5.00\r\n\r\n")
+	if replace {
+		s.WriteString("[-" + key + "]\r\n\r\n")
+	}
 	s.WriteString("[" + key + "]\r\n")
 	for i, k := range vals.keys {
 		v, _ := vals.vals[i].(string) // every registry value here is REG_SZ
@@ -158,9 +166,16 @@ func DecodeReg(data []byte) (key string, values map[string]string, err error) {
 		return "", nil, fmt.Errorf("profile: not a version 5.00 .reg file with CRLF line endings")
 	}
 	values = map[string]string{}
+	var deleted string
 	for n, line := range lines[1:] {
 		switch {
 		case line == "":
+		case strings.HasPrefix(line, "[-") && strings.HasSuffix(line, "]"):
+			// A key deletion; it must precede the key it deletes.
+			if key != "" || deleted != "" {
+				return "", nil, fmt.Errorf("profile: line %d: unexpected key deletion", n+2)
+			}
+			deleted = line[2 : len(line)-1]
 		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
 			if key != "" {
 				return "", nil, fmt.Errorf("profile: line %d: more than one key", n+2)
@@ -185,6 +200,9 @@ func DecodeReg(data []byte) (key string, values map[string]string, err error) {
 	}
 	if key == "" {
 		return "", nil, fmt.Errorf("profile: no registry key")
+	}
+	if deleted != "" && !strings.EqualFold(deleted, key) {
+		return "", nil, fmt.Errorf("profile: deletes %s but sets %s", deleted, key)
 	}
 	return key, values, nil
 }

@@ -104,6 +104,12 @@ type Options struct {
 	// end up in /Library/Managed Preferences.
 	MCX bool
 
+	// RegKeepExisting makes a .reg file add its values to whatever the key
+	// already holds. Zero value: the .reg first deletes the key
+	// ([-HKEY_LOCAL_MACHINE\...]) so stale values, such as a static API key
+	// from an earlier set-up, do not survive.
+	RegKeepExisting bool
+
 	// Identifier is the outer PayloadIdentifier of a .mobileconfig. Empty:
 	// "dev.gatehouse.profile.<client>".
 	Identifier string
@@ -157,7 +163,7 @@ func Generate(c Client, f Format, o Options) ([]byte, error) {
 		case MobileConfig:
 			return mobileconfig(o, c, "com.anthropic.claudefordesktop", vals), nil
 		case Reg:
-			return reg(`HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Claude`, vals), nil
+			return reg(`HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Claude`, vals, !o.RegKeepExisting), nil
 		case JSON:
 			return vals.json(true), nil
 		}
@@ -175,7 +181,7 @@ func Generate(c Client, f Format, o Options) ([]byte, error) {
 		case Reg:
 			// The whole managed-settings document, compact, in one REG_SZ.
 			return reg(`HKEY_LOCAL_MACHINE\SOFTWARE\Policies\ClaudeCode`,
-				&dict{keys: []string{"Settings"}, vals: []any{string(doc.json(false))}}), nil
+				&dict{keys: []string{"Settings"}, vals: []any{string(doc.json(false))}}, !o.RegKeepExisting), nil
 		case JSON:
 			return doc.json(true), nil
 		}

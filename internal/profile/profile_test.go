@@ -295,6 +295,15 @@ func TestRegFormat(t *testing.T) {
 	if err := json.Unmarshal([]byte(vals["inferenceGatewayOidc"]), &oidc); err != nil || oidc["clientId"] != clientID {
 		t.Errorf("inferenceGatewayOidc = %q (%v)", vals["inferenceGatewayOidc"], err)
 	}
+	if !strings.Contains(text, "[-HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Claude]\r\n\r\n[HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Claude]\r\n") {
+		t.Errorf("the .reg does not replace the key:\n%s", text)
+	}
+	keep := baseOptions()
+	keep.RegKeepExisting = true
+	kept, _ := Generate(Desktop, Reg, keep)
+	if kt, _ := decodeRegText(kept); strings.Contains(kt, "[-") {
+		t.Error("RegKeepExisting still deletes the key")
+	}
 	// The contract's example line, byte for byte.
 	if !strings.Contains(text, `"inferenceModels"="[\"claude-sonnet-4-6\",\"claude-opus-4-8\"]"`+"\r\n") {
 		t.Errorf("inferenceModels line not in the contract's escaping style:\n%s", text)
@@ -431,6 +440,8 @@ func TestDecodeRegRejects(t *testing.T) {
 		"Windows Registry Editor Version 5.00\r\n\r\n[K]\r\n\"a\"=dword:00000001\r\n",
 		"Windows Registry Editor Version 5.00\r\n\r\n[K]\r\n\"a\"=\"b\r\n",
 		"Windows Registry Editor Version 5.00\r\n\r\n[K]\r\n\"a\"=\"b\"\r\n\"a\"=\"c\"\r\n",
+		"Windows Registry Editor Version 5.00\r\n\r\n[-J]\r\n\r\n[K]\r\n",
+		"Windows Registry Editor Version 5.00\r\n\r\n[K]\r\n[-K]\r\n",
 	} {
 		if _, _, err := DecodeReg([]byte(in)); err == nil {
 			t.Errorf("DecodeReg(%q) accepted", in)
@@ -504,7 +515,7 @@ func FuzzDecodeReg(f *testing.F) {
 		if strings.ContainsAny(key, "\r\n") {
 			return
 		}
-		k2, v2, err := DecodeReg(reg(key, d))
+		k2, v2, err := DecodeReg(reg(key, d, true))
 		if err != nil || k2 != key || !reflect.DeepEqual(v2, vals) {
 			t.Fatalf("round trip: %v %q %v", err, k2, v2)
 		}
