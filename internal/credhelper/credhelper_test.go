@@ -423,3 +423,20 @@ func TestSystemBrowserHeadless(t *testing.T) {
 		t.Error("GATEHOUSE_NO_BROWSER ignored")
 	}
 }
+
+// BenchmarkTokenFromCache is the cost of one apiKeyHelper run that finds a
+// valid token in the file cache (no network).
+func BenchmarkTokenFromCache(b *testing.B) {
+	store := FileStore{Dir: b.TempDir()}
+	h, err := New(Options{Issuer: "https://idp.example", ClientID: "c", Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store.Save(h.key, &Tokens{IDToken: strings.Repeat("x", 1500), IDTokenExpiry: time.Now().Add(time.Hour), RefreshToken: strings.Repeat("r", 1000)})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := h.Token(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -583,3 +583,12 @@ func FuzzInspect(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkGenerateDesktopMobileconfig(b *testing.B) {
+	o := baseOptions()
+	for i := 0; i < b.N; i++ {
+		if _, err := Generate(Desktop, MobileConfig, o); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
