@@ -335,6 +335,7 @@ func New(ctx context.Context, opts Options) (*Authenticator, error) {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
 	for _, ks := range a.keySets {
+		ks.base = bg
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()

@@ -545,3 +545,41 @@ func TestErrorShape(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// Row 24: ECDSA "psychic signatures" (r = s = 0) and other degenerate
+// signatures are refused for an ES256 provider.
+func TestECDSADegenerateSignatures(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwk := map[string]any{"kty": "EC", "crv": "P-256", "kid": "ec1", "use": "sig",
+		"x": base64.RawURLEncoding.EncodeToString(ec.X.FillBytes(make([]byte, 32))),
+		"y": base64.RawURLEncoding.EncodeToString(ec.Y.FillBytes(make([]byte, 32)))}
+	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"keys": []any{jwk}})
+	}))
+	defer keys.Close()
+	iss := "https://idp.example.com"
+	a := newAuth(t, Options{Providers: []Provider{{Name: "es", Issuer: iss, JWKSURL: keys.URL, Audiences: []string{"gw"}, Algorithms: []string{"ES256"}}}})
+	waitReady(t, a)
+	now := time.Now()
+	claims := map[string]any{"iss": iss, "aud": "gw", "sub": "u1", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	good := idp.SignWith("ES256", ec, map[string]any{"alg": "ES256", "kid": "ec1"}, claims)
+	if _, err := a.Verify(context.Background(), good); err != nil {
+		t.Fatalf("valid ES256: %v", err)
+	}
+	parts := strings.Split(good, ".")
+	n := elliptic.P256().Params().N.FillBytes(make([]byte, 32))
+	one := make([]byte, 32)
+	one[31] = 1
+	for name, sig := range map[string][]byte{
+		"r=s=0":   make([]byte, 64),
+		"r=s=n":   append(append([]byte{}, n...), n...),
+		"r=1,s=1": append(append([]byte{}, one...), one...),
+		"short":   make([]byte, 63),
+		"DER":     append([]byte{0x30, 0x44, 0x02, 0x20}, make([]byte, 66)...),
+	} {
+		tok := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sig)
+		if _, err := a.Verify(context.Background(), tok); err == nil || (err.Reason != ReasonBadSignature && err.Reason != ReasonMalformedToken) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -37,6 +37,7 @@ type keySet struct {
 
 	keys    atomic.Pointer[keyMap]
 	fetches atomic.Int64 // HTTP requests made (discovery + key set)
+	base    context.Context // ends fetches when the Authenticator closes
 
 	mu           sync.Mutex
 	jwksURL      string
@@ -194,7 +195,11 @@ func (ks *keySet) run(ctx context.Context) {
 }
 
 func (ks *keySet) fetch() error {
-	ctx, cancel := context.WithTimeout(context.Background(), ks.fetchTimeout)
+	base := ks.base
+	if base == nil {
+		base = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(base, ks.fetchTimeout)
 	defer cancel()
 	ks.mu.Lock()
 	jwksURL := ks.jwksURL
