@@ -36,7 +36,7 @@ type keySet struct {
 	refreshEvery time.Duration
 
 	keys    atomic.Pointer[keyMap]
-	fetches atomic.Int64 // HTTP requests made (discovery + key set)
+	fetches atomic.Int64    // HTTP requests made (discovery + key set)
 	base    context.Context // ends fetches when the Authenticator closes
 
 	mu           sync.Mutex
