@@ -25,9 +25,9 @@ func (ad authAdapter) Authenticate(ctx context.Context, r *http.Request) (identi
 	var ae *authn.Error
 	if !errors.As(err, &ae) {
 		return identity.Principal{}, &server.Denial{Status: http.StatusUnauthorized, ErrorType: anthropic.AuthenticationError,
-			Reason: "invalid_token", Message: "Your sign-in token could not be verified. Sign in again.", Cause: err}
+			Reason: "invalid_token", Message: "Your sign-in token could not be verified. Sign in again.", Cause: err, Source: "auth"}
 	}
-	d := &server.Denial{Status: ae.Status, ErrorType: anthropic.TypeForStatus(ae.Status), Reason: ae.Reason, Message: ae.Message, Cause: ae.Cause}
+	d := &server.Denial{Status: ae.Status, ErrorType: anthropic.TypeForStatus(ae.Status), Reason: ae.Reason, Message: ae.Message, Cause: ae.Cause, Source: "auth"}
 	if ae.Status == http.StatusUnauthorized {
 		// RFC 6750, without the internal reason: clients refresh and retry.
 		d.Header = http.Header{"Www-Authenticate": {`Bearer error="invalid_token"`}}

@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit/journal"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/metrics"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 )
@@ -24,6 +25,7 @@ type gateway struct {
 	log      *slog.Logger
 	handler  http.Handler
 	recorder *audit.Recorder
+	metrics  *metrics.Metrics
 	closers  []func() error // run in reverse order by close
 }
 
@@ -81,6 +83,20 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		WriteIdleTimeout: cfg.Server.WriteIdleTimeout,
 	})
 
+	rec := g.recorder
+	g.metrics = metrics.New(versionString(), metrics.Gauges{
+		AuditQueueDepth:   func() float64 { st := rec.Stats(); return float64(st.BeginQueue + st.FinishQueue) },
+		AuditWriteSeconds: func() float64 { return rec.Stats().WriteSeconds },
+		AuditWrites:       func() float64 { st := rec.Stats(); return float64(st.BeginBatches + st.FinishBatches) },
+		AuditMaxWrite:     func() float64 { return rec.Stats().MaxWriteLatency.Seconds() },
+		AuditGaps:         func() float64 { return float64(rec.Stats().Gaps) },
+		AuditRefused:      func() float64 { return float64(rec.Stats().Refused) },
+	})
+	var metricsHandler http.Handler
+	if cfg.MetricsListen == "" {
+		metricsHandler = g.metrics.Handler()
+	}
+
 	models := make([]server.Model, 0, len(cfg.Models))
 	for _, m := range cfg.Models {
 		models = append(models, server.Model{
@@ -96,6 +112,8 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		MaxBodyBytes:       cfg.Server.MaxBodyBytes,
 		MaxRequestDuration: cfg.Server.MaxRequestDuration,
 		Logger:             log,
+		Observer:           g.metrics,
+		Metrics:            metricsHandler,
 	})
 	return g, nil
 }

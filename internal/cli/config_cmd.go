@@ -62,6 +62,11 @@ func indent(s string) string {
 var Version = ""
 
 func runVersion(ctx context.Context, e *env, args []string) error {
+	fmt.Fprintf(e.stdout, "gatehouse %s\n", versionString())
+	return nil
+}
+
+func versionString() string {
 	v := Version
 	if v == "" {
 		if bi, ok := debug.ReadBuildInfo(); ok {
@@ -71,6 +76,5 @@ func runVersion(ctx context.Context, e *env, args []string) error {
 	if v == "" || v == "(devel)" {
 		v = "dev"
 	}
-	fmt.Fprintf(e.stdout, "gatehouse %s\n", v)
-	return nil
+	return v
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -44,6 +45,20 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) string, 
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		Logger:            log,
 	})
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			g.close(context.Background())
+			return fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.metrics.Handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		log.Info("metrics listening", slog.String("addr", mln.Addr().String()))
+	}
 	log.Info("gatehouse listening", slog.String("addr", ln.Addr().String()), slog.Int("models", len(cfg.Models)), slog.Int("upstreams", len(cfg.Upstreams)))
 	if ready != nil {
 		ready(ln.Addr())

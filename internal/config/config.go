@@ -21,13 +21,15 @@ import (
 
 // Config is the whole file. Section types live in one file each.
 type Config struct {
-	Version   int        `yaml:"version,omitempty"`
-	Listen    string     `yaml:"listen"`
-	PublicURL string     `yaml:"public_url,omitempty"`
-	Identity  Identity   `yaml:"identity"`
-	Upstreams []Upstream `yaml:"upstreams"`
-	Models    []Model    `yaml:"models"`
-	Audit     Audit      `yaml:"audit"`
+	Version   int    `yaml:"version,omitempty"`
+	Listen    string `yaml:"listen"`
+	PublicURL string `yaml:"public_url,omitempty"`
+	// MetricsListen moves /metrics off the main listener to this address.
+	MetricsListen string     `yaml:"metrics_listen,omitempty"`
+	Identity      Identity   `yaml:"identity"`
+	Upstreams     []Upstream `yaml:"upstreams"`
+	Models        []Model    `yaml:"models"`
+	Audit         Audit      `yaml:"audit"`
 
 	Policies    []Policy     `yaml:"policies,omitempty"`
 	GroupLimits []GroupLimit `yaml:"group_limits,omitempty"`
@@ -115,6 +117,13 @@ func (c *Config) Validate() error {
 		v.add("listen", "is required")
 	} else if _, _, err := splitHostPort(c.Listen); err != nil {
 		v.add("listen", "%v", err)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := splitHostPort(c.MetricsListen); err != nil {
+			v.add("metrics_listen", "%v", err)
+		} else if c.MetricsListen == c.Listen {
+			v.add("metrics_listen", "must differ from listen (leave it empty to serve /metrics on the main listener)")
+		}
 	}
 	if c.PublicURL != "" {
 		if _, err := parseURL(c.PublicURL, false); err != nil {

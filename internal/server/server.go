@@ -35,6 +35,7 @@ type Denial struct {
 	Message   string      // for the user: what is wrong and what to do; no internals
 	Header    http.Header // extra response headers (retry-after, WWW-Authenticate, ...)
 	Cause     error       // for the operator log only
+	Source    string      // "auth" for identity refusals (counted as authentication failures)
 }
 
 // Authenticator verifies the caller.
@@ -53,6 +54,24 @@ type Auditor interface {
 type Forwarder interface {
 	Forward(w http.ResponseWriter, r *http.Request, out proxy.Outbound, writeErr proxy.ErrorWriter) proxy.Result
 }
+
+// Observer receives what the gateway measures (metrics.Metrics satisfies
+// it). Labels it receives are bounded by configuration: route, configured
+// model id (or "other"), upstream name, reason codes.
+type Observer interface {
+	Request(route string, status int, model, upstream string, latency, ttfb, overhead time.Duration, u anthropic.Usage)
+	UpstreamError(upstream, class string)
+	AuthFailure(reason string)
+	InFlight(delta int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Request(string, int, string, string, time.Duration, time.Duration, time.Duration, anthropic.Usage) {
+}
+func (nopObserver) UpstreamError(string, string) {}
+func (nopObserver) AuthFailure(string)           {}
+func (nopObserver) InFlight(int)                 {}
 
 // Model is one entry of /v1/models and of the routing table.
 type Model struct {
@@ -79,6 +98,10 @@ type Options struct {
 	Now                func() time.Time
 	// Ready reports extra readiness conditions (audit store, ...).
 	Ready func(ctx context.Context) error
+	// Observer receives measurements; nil: none.
+	Observer Observer
+	// Metrics, when set, is served at /metrics.
+	Metrics http.Handler
 }
 
 // Server is the gateway handler.
@@ -87,6 +110,7 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 	models map[string]*Model
+	obs    Observer
 }
 
 // New builds the handler.
@@ -101,7 +125,10 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log, now: opts.Now, models: map[string]*Model{}}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	s := &Server{opts: opts, log: log, now: opts.Now, models: map[string]*Model{}, obs: opts.Observer}
 	for i := range opts.Models {
 		s.models[opts.Models[i].ID] = &opts.Models[i]
 	}
@@ -148,6 +175,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	case "/readyz":
 		s.readyz(w, r)
+	case "/metrics":
+		if s.opts.Metrics == nil {
+			anthropic.WriteError(w, http.StatusNotFound, anthropic.NotFoundError, "Metrics are served on the metrics listener.", rid)
+			return
+		}
+		s.opts.Metrics.ServeHTTP(w, r)
 	default:
 		anthropic.WriteError(w, http.StatusNotFound, anthropic.NotFoundError, fmt.Sprintf("%s %s is not an endpoint of this gateway. It serves POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models.", r.Method, truncate(r.URL.Path, 200)), rid)
 	}
@@ -222,6 +255,10 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, rec *audit.Record,
 		s.log.Error("audit record of a denial could not be written", slog.String("request_id", rec.RequestID), slog.String("cause", err.Error()))
 	}
 	anthropic.WriteError(w, d.Status, d.ErrorType, d.Message, rec.RequestID)
+	if d.Source == "auth" {
+		s.obs.AuthFailure(d.Reason)
+	}
+	s.obs.Request(routeLabel(rec.Path), d.Status, s.modelLabel(rec.Model), "", s.now().Sub(start), 0, 0, anthropic.Usage{})
 	attrs := []any{slog.String("request_id", rec.RequestID), slog.String("path", rec.Path), slog.Int("status", d.Status),
 		slog.String("reason", d.Reason), slog.String("user", rec.UserKey), slog.String("model", rec.Model)}
 	if d.Cause != nil {
@@ -289,6 +326,9 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		return
 	}
 
+	s.obs.InFlight(1)
+	defer s.obs.InFlight(-1)
+	forwardAt := s.now()
 	affinity := rec.SessionID
 	if affinity == "" {
 		affinity = p.Key
@@ -299,6 +339,66 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 	})
 	end := s.now()
 	s.finish(rec, res, start, end)
+	ttfb := time.Duration(0)
+	if !res.FirstByte.IsZero() {
+		ttfb = res.FirstByte.Sub(start)
+	}
+	s.obs.Request(routeLabel(rec.Path), res.Status, s.modelLabel(rec.Model), rec.Upstream, end.Sub(start), ttfb, forwardAt.Sub(start), res.Usage)
+	for _, f := range res.Served.Failed {
+		name, _, _ := strings.Cut(f, ":")
+		s.obs.UpstreamError(name, "failed_over")
+	}
+	if class := upstreamErrorClass(res); class != "" {
+		s.obs.UpstreamError(rec.Upstream, class)
+	}
+}
+
+// upstreamErrorClass classifies the outcome of a forwarded request for the
+// upstream-error metric ("" = not an upstream failure).
+func upstreamErrorClass(res proxy.Result) string {
+	switch res.Reason {
+	case "upstream_unreachable":
+		return "unreachable"
+	case "upstream_timeout":
+		return "timeout"
+	case "upstream_credential_rejected", "upstream_credential_unavailable":
+		return "credential"
+	case "upstream_stream_broken", "upstream_stream_ended_early", "upstream_body_broken":
+		return "stream_broken"
+	case "upstream_error_event":
+		return "error_event"
+	}
+	switch {
+	case res.Status == http.StatusTooManyRequests:
+		return "rate_limited"
+	case res.Status == 529:
+		return "overloaded"
+	case res.Status >= 500:
+		return "server_error"
+	}
+	return ""
+}
+
+func routeLabel(path string) string {
+	switch path {
+	case "/v1/messages":
+		return "messages"
+	case "/v1/messages/count_tokens":
+		return "count_tokens"
+	case "/v1/models":
+		return "models"
+	}
+	return "other"
+}
+
+func (s *Server) modelLabel(m string) string {
+	if _, ok := s.models[m]; ok {
+		return m
+	}
+	if m == "" {
+		return ""
+	}
+	return "other"
 }
 
 func (s *Server) finish(rec *audit.Record, res proxy.Result, start, end time.Time) {
