@@ -3,6 +3,7 @@ package audit_test
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -336,5 +337,32 @@ func TestWriteJSONL(t *testing.T) {
 	}
 	if !strings.Contains(lines[1], `"time":"2026-11-24T09:00:01.123456789Z"`) {
 		t.Errorf("line 2 time not UTC: %s", lines[1])
+	}
+}
+
+func TestWriteCSV(t *testing.T) {
+	rec := *audittest.Finished(audittest.Sample("c1", 0))
+	rec.Seq = 7
+	rec.UserName = "=HYPERLINK(\"http://evil\")"
+	var buf bytes.Buffer
+	if err := audit.WriteCSV(&buf, []audit.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || len(rows[1]) != len(audit.CSVHeader) {
+		t.Fatalf("rows %v", rows)
+	}
+	col := map[string]string{}
+	for i, h := range rows[0] {
+		col[h] = rows[1][i]
+	}
+	for k, want := range map[string]string{"seq": "7", "request_id": "c1", "time": "2026-11-24T09:00:00.123456789Z",
+		"output_tokens": "22", "latency_ms": "812.5", "stream": "true", "user_name": `'=HYPERLINK("http://evil")`} {
+		if col[k] != want {
+			t.Errorf("%s = %q, want %q", k, col[k], want)
+		}
 	}
 }

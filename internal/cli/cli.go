@@ -42,6 +42,10 @@ func commands() []command {
 		{"token", "print the user's token (Claude Code apiKeyHelper, Desktop inferenceCredentialHelper)", runToken},
 		{"logout", "forget the credential helper's cached tokens", runLogout},
 		{"entra register", "create or update the Entra ID app registration through Microsoft Graph", runEntraRegister},
+		{"audit list", "list audit records (--json lines, --csv; filters --user --since --until --model --status --denied)", runAuditList},
+		{"audit show", "show one audit record by request id", runAuditShow},
+		{"audit verify", "verify the audit trail's hash chain and signed checkpoints; non-zero exit on tampering", runAuditVerify},
+		{"audit keygen", "generate an Ed25519 key pair for signing audit checkpoints", runAuditKeygen},
 	}
 }
 

@@ -1,0 +1,210 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/audittest"
+	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
+)
+
+const auditCmdConfig = `
+listen: 127.0.0.1:0
+identity:
+  issuer: https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0
+  audiences: ["aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"]
+upstreams:
+  - name: anthropic
+    provider: anthropic
+    base_url: https://api.anthropic.com
+    api_key: ${env:UPSTREAM_KEY}
+models:
+  - id: claude-sonnet-4-6
+audit:
+  sqlite: %s
+  signing_key: ${env:AUDIT_KEY}
+`
+
+// auditFixture writes 6 records (r0..r5, 1 minute apart; r1 and r4
+// denied; users alice for even, bob for odd) through the real store with a
+// signing key, and returns a config path and Run's getenv.
+func auditFixture(t *testing.T) (cfgPath, dbPath string, getenv func(string) string) {
+	t.Helper()
+	dir := t.TempDir()
+	dbPath = filepath.Join(dir, "audit.db")
+	seed := bytes.Repeat([]byte{7}, ed25519.SeedSize)
+	priv := ed25519.NewKeyFromSeed(seed)
+	st, err := auditsqlite.Open(context.Background(), auditsqlite.Options{Path: dbPath, SigningKey: priv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		r := audittest.Sample(fmt.Sprint("r", i), time.Duration(i)*time.Minute)
+		if i%2 == 0 {
+			r.UserKey, r.ObjectID, r.UserName = "tid-1/alice", "alice", "alice@contoso.example"
+		} else {
+			r.UserKey, r.ObjectID, r.UserName = "tid-1/bob", "bob", "bob@contoso.example"
+		}
+		if i == 1 || i == 4 {
+			r.State, r.Status, r.ErrorType = audit.StateDenied, 403, "permission_error"
+		}
+		if err := st.Begin(context.Background(), []*audit.Record{r}); err != nil {
+			t.Fatal(err)
+		}
+		if r.State == audit.StateBegun {
+			if err := st.Finish(context.Background(), []*audit.Record{audittest.Finished(r)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath = filepath.Join(dir, "gatehouse.yaml")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(auditCmdConfig, dbPath)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := base64.StdEncoding.EncodeToString(seed)
+	return cfgPath, dbPath, func(k string) string {
+		switch k {
+		case "UPSTREAM_KEY":
+			return "sk-test"
+		case "AUDIT_KEY":
+			return key
+		}
+		return ""
+	}
+}
+
+func runCLI(t *testing.T, getenv func(string) string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, getenv, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestAuditListJSONFilters(t *testing.T) {
+	cfg, _, getenv := auditFixture(t)
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"all", nil, []string{"r0", "r1", "r2", "r3", "r4", "r5"}},
+		{"user by object id", []string{"--user", "alice"}, []string{"r0", "r2", "r4"}},
+		{"user by name", []string{"--user", "bob@contoso.example"}, []string{"r1", "r3", "r5"}},
+		{"since", []string{"--since", "2026-11-24T09:03:00Z"}, []string{"r3", "r4", "r5"}},
+		{"since and until", []string{"--since", "2026-11-24T09:01:00Z", "--until", "2026-11-24T09:03:00Z"}, []string{"r1", "r2"}},
+		{"user and since", []string{"--user", "tid-1/bob", "--since", "2026-11-24T09:02:00Z"}, []string{"r3", "r5"}},
+		{"denied", []string{"--denied"}, []string{"r1", "r4"}},
+		{"status", []string{"--status", "200"}, []string{"r0", "r2", "r3", "r5"}},
+		{"since duration (future window: nothing)", []string{"--since", "1h", "--until", "2026-01-01"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, stderr := runCLI(t, getenv, append([]string{"audit", "list", "--config", cfg, "--json"}, tc.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var got []string
+			sc := bufio.NewScanner(strings.NewReader(out))
+			for sc.Scan() {
+				var m map[string]any
+				if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+					t.Fatalf("not a JSON line: %q", sc.Text())
+				}
+				for _, k := range []string{"request_id", "time", "state", "user_key", "model", "status", "usage", "latency_ms"} {
+					if _, ok := m[k]; !ok {
+						t.Errorf("line lacks %s: %s", k, sc.Text())
+					}
+				}
+				got = append(got, m["request_id"].(string))
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAuditListCSVAndTable(t *testing.T) {
+	cfg, _, getenv := auditFixture(t)
+	code, out, stderr := runCLI(t, getenv, "audit", "list", "--config", cfg, "--csv", "--user", "alice")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil || len(rows) != 4 || rows[0][1] != "request_id" || rows[3][1] != "r4" {
+		t.Fatalf("csv %v %v", rows, err)
+	}
+	code, out, _ = runCLI(t, getenv, "audit", "list", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "REQUEST ID") || !strings.Contains(out, "bob@contoso.example") || strings.Count(out, "\n") != 7 {
+		t.Fatalf("table (exit %d):\n%s", code, out)
+	}
+	if code, _, _ := runCLI(t, getenv, "audit", "list", "--config", cfg, "--since", "yesterday-ish"); code != 2 {
+		t.Errorf("bad --since: exit %d, want 2", code)
+	}
+}
+
+func TestAuditShow(t *testing.T) {
+	cfg, _, getenv := auditFixture(t)
+	code, out, stderr := runCLI(t, getenv, "audit", "show", "r2", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r audit.Record
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.RequestID != "r2" || r.State != audit.StateCompleted || r.Usage.OutputTokens != 22 {
+		t.Fatalf("show: %v %+v", err, r)
+	}
+	if code, _, stderr := runCLI(t, getenv, "audit", "show", "--config", cfg, "nope"); code != 1 || !strings.Contains(stderr, "no record") {
+		t.Errorf("missing id: exit %d, %s", code, stderr)
+	}
+}
+
+func TestAuditVerifyCommand(t *testing.T) {
+	cfg, db, getenv := auditFixture(t)
+	code, out, stderr := runCLI(t, getenv, "audit", "verify", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "OK: the audit trail is intact") || !strings.Contains(out, "signed coverage: 10 entries") {
+		t.Fatalf("clean verify: exit %d\n%s%s", code, out, stderr)
+	}
+	raw, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec("UPDATE audit_records SET output_tokens = 1 WHERE request_id = 'r3'"); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	code, out, _ = runCLI(t, getenv, "audit", "verify", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "edited") || !strings.Contains(out, "request r3") || !strings.Contains(out, "FAILED: 1 problem") {
+		t.Fatalf("tampered verify: exit %d\n%s", code, out)
+	}
+}
+
+func TestAuditKeygen(t *testing.T) {
+	code, out, stderr := runCLI(t, nil, "audit", "keygen")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	priv, err := audit.ParseSigningKey(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubB64 := base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))
+	if !strings.Contains(stderr, "verify_key: "+pubB64) {
+		t.Errorf("stderr lacks the matching verify_key: %s", stderr)
+	}
+}
