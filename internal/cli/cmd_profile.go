@@ -36,6 +36,7 @@ func runProfile(ctx context.Context, e *env, args []string) error {
 	regKeep := fs.Bool("reg-keep-existing", false, "reg: add to the key's existing values instead of replacing the key")
 	mcx := fs.Bool("mcx", false, "mobileconfig: Jamf Custom Settings (com.apple.ManagedClient.preferences) form")
 	org := fs.String("organization", "", "mobileconfig: PayloadOrganization")
+	providerName := fs.String("provider", "", "with --config: the identity.providers entry to use (when there are several)")
 	ident := fs.String("identifier", "", "mobileconfig: PayloadIdentifier (default dev.gatehouse.profile.<client>)")
 
 	var client string
@@ -77,9 +78,22 @@ func runProfile(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%s: %w", *cfgPath, err)
 		}
 		o.GatewayURL = cfg.PublicURL
-		o.Issuer = cfg.Identity.Issuer
-		if len(cfg.Identity.Audiences) > 0 {
-			o.ClientID = cfg.Identity.Audiences[0]
+		p, err := profileProvider(cfg, *providerName)
+		if err != nil {
+			return err
+		}
+		o.Issuer = p.Issuer
+		if strings.Contains(o.Issuer, "{tenantid}") && len(p.AllowedTenants) == 1 {
+			o.Issuer = strings.ReplaceAll(o.Issuer, "{tenantid}", p.AllowedTenants[0])
+		}
+		if p.TokenMode == "access_token" {
+			// audiences hold the API's app ID; the client is a separate app.
+			o.BearerTokenType = "access_token"
+			if len(p.AllowedClients) > 0 {
+				o.ClientID = p.AllowedClients[0]
+			}
+		} else if len(p.Audiences) > 0 {
+			o.ClientID = p.Audiences[0]
 		}
 		for _, m := range cfg.Models {
 			o.Models = append(o.Models, m.ID)
@@ -89,6 +103,9 @@ func runProfile(ctx context.Context, e *env, args []string) error {
 		}
 	} else if *gw == "" || *clientID == "" || *issuer == "" {
 		return usagef("give --gateway-url, --client-id and --issuer, or --config FILE")
+	}
+	if *tokenType != "" {
+		o.BearerTokenType = *tokenType
 	}
 	if *gw != "" {
 		o.GatewayURL = *gw
@@ -132,4 +149,33 @@ func runProfile(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stderr, "remember: push a Claude Desktop profile too, or Desktop bypasses the gateway (gatehouse profile desktop ...)")
 	}
 	return nil
+}
+
+// profileProvider picks the identity provider a profile is for: the
+// single-issuer form, the only entry of identity.providers, or the one named
+// by --provider.
+func profileProvider(cfg *config.Config, name string) (*config.IdentityProvider, error) {
+	ps := cfg.Identity.Providers
+	if len(ps) == 0 {
+		if name != "" && name != "default" {
+			return nil, usagef("--provider %q: the configuration has a single identity provider", name)
+		}
+		return &cfg.Identity.IdentityProvider, nil
+	}
+	if name == "" {
+		if len(ps) == 1 {
+			return &ps[0], nil
+		}
+		var names []string
+		for _, p := range ps {
+			names = append(names, p.Name)
+		}
+		return nil, usagef("the configuration lists %d identity providers (%s): choose one with --provider", len(ps), strings.Join(names, ", "))
+	}
+	for i := range ps {
+		if ps[i].Name == name {
+			return &ps[i], nil
+		}
+	}
+	return nil, usagef("--provider %q is not in identity.providers", name)
 }

@@ -110,3 +110,34 @@ func TestProfileCommandRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestProfileFromMultiProviderConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	api := "9e9e9e9e-1111-4222-8333-444444444444"
+	os.WriteFile(cfg, []byte(`listen: 127.0.0.1:8080
+public_url: https://claude-gw.contoso.example
+identity:
+  providers:
+    - name: desktop
+      issuer: https://login.microsoftonline.com/{tenantid}/v2.0
+      allowed_tenants: ["`+rkTenant+`"]
+      audiences: ["`+rkClient+`"]
+    - name: helpers
+      issuer: `+rkIssuer+`
+      token_mode: access_token
+      audiences: ["`+api+`"]
+      allowed_clients: ["`+rkClient+`"]
+`), 0o600)
+	code, _, stderr := rkRun(t, nil, "", "profile", "desktop", "--format", "json", "--config", cfg)
+	if code != 2 || !strings.Contains(stderr, "--provider") || !strings.Contains(stderr, "desktop, helpers") {
+		t.Fatalf("ambiguous: exit %d %q", code, stderr)
+	}
+	code, out, stderr := rkRun(t, nil, "", "profile", "desktop", "--format", "json", "--config", cfg, "--provider", "desktop")
+	if code != 0 || !strings.Contains(out, rkIssuer) || !strings.Contains(out, rkClient) {
+		t.Fatalf("desktop provider: exit %d %s %s", code, out, stderr)
+	}
+	code, out, stderr = rkRun(t, nil, "", "profile", "code", "--format", "json", "--config", cfg, "--provider", "helpers", "--scopes", "api://"+api+"/access_as_user")
+	if code != 0 || !strings.Contains(out, "--client-id "+rkClient+" --token-type access_token --scopes 'api://"+api+"/access_as_user'") {
+		t.Fatalf("access-token provider: exit %d %s %s", code, out, stderr)
+	}
+}
