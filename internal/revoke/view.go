@@ -1,0 +1,221 @@
+package revoke
+
+import (
+	"math"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+)
+
+// forever is the "until" of a revocation without an end.
+const forever = int64(math.MaxInt64)
+
+// cutoff is one "issued before" rule in force until until (unix ns).
+type cutoff struct {
+	before int64 // unix ns: tokens with iat < before are revoked
+	until  int64
+	id     int64
+}
+
+// entry is one matching rule in force until until (unix ns).
+type entry struct {
+	until int64
+	id    int64
+	kind  Kind
+}
+
+// view is an immutable index of the revocations in force, built from one
+// List. Lookups allocate nothing unless a principal's display claims carry
+// upper-case letters and UPN revocations exist.
+type view struct {
+	version int64
+	count   int
+	all     []entry             // kill switches
+	ids     map[string][]entry  // user: by oid or user key
+	names   map[string][]entry  // user: by lower-case UPN / e-mail
+	tokens  map[string][]entry  // token: jti or sha256
+	global  []cutoff            // before, everyone
+	users   map[string][]cutoff // before, by oid or user key
+}
+
+func buildView(version int64, list []Revocation, now time.Time) *view {
+	v := &view{version: version}
+	add := func(m *map[string][]entry, k string, e entry) {
+		if *m == nil {
+			*m = map[string][]entry{}
+		}
+		(*m)[k] = append((*m)[k], e)
+	}
+	for _, r := range list {
+		if !r.Active(now) {
+			continue
+		}
+		v.count++
+		until := forever
+		if !r.Until.IsZero() {
+			until = r.Until.UnixNano()
+		}
+		e := entry{until: until, id: r.ID, kind: r.Kind}
+		switch r.Kind {
+		case KindAll:
+			v.all = append(v.all, e)
+		case KindUser:
+			if isUserKey(r.Subject) {
+				add(&v.ids, r.Subject, e)
+			} else {
+				add(&v.names, strings.ToLower(r.Subject), e)
+			}
+		case KindToken:
+			add(&v.tokens, r.Subject, e)
+		case KindBefore:
+			c := cutoff{before: r.Before.UnixNano(), until: until, id: r.ID}
+			if r.Subject == "" {
+				v.global = append(v.global, c)
+			} else {
+				if v.users == nil {
+					v.users = map[string][]cutoff{}
+				}
+				v.users[r.Subject] = append(v.users[r.Subject], c)
+			}
+		}
+	}
+	return v
+}
+
+// isUserKey: an object ID, a "<tid>/<oid>" key or an "<iss>|<sub>" key, as
+// opposed to a UPN / e-mail (display claim).
+func isUserKey(s string) bool {
+	return IsGUID(s) || strings.Contains(s, "/") || strings.Contains(s, "|") || !strings.Contains(s, "@")
+}
+
+// RevokedError is what Check returns for a revoked principal. It names the
+// revocation, never the token.
+type RevokedError struct {
+	ID   int64
+	Kind Kind
+}
+
+func (e *RevokedError) Error() string {
+	if e.ID == 0 {
+		return "revoked: " + string(e.Kind)
+	}
+	return "revoked by revocation " + itoa(e.ID) + " (" + string(e.Kind) + ")"
+}
+
+func itoa(n int64) string {
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
+
+func firstActive(es []entry, now int64) (entry, bool) {
+	for _, e := range es {
+		if now < e.until {
+			return e, true
+		}
+	}
+	return entry{}, false
+}
+
+func firstCut(cs []cutoff, iat, now int64) (cutoff, bool) {
+	for _, c := range cs {
+		if now < c.until && iat < c.before {
+			return c, true
+		}
+	}
+	return cutoff{}, false
+}
+
+// match returns the revocation that covers p at now, if any.
+func (v *view) match(p *identity.Principal, now time.Time) (int64, Kind, bool) {
+	n := now.UnixNano()
+	if e, ok := firstActive(v.all, n); ok {
+		return e.id, e.kind, true
+	}
+	if v.ids != nil {
+		for _, k := range [...]string{p.ObjectID, p.Key} {
+			if k == "" {
+				continue
+			}
+			if e, ok := firstActive(v.ids[lowerIfNeeded(k)], n); ok {
+				return e.id, e.kind, true
+			}
+		}
+	}
+	if v.names != nil {
+		for _, k := range [...]string{p.Username, p.Email} {
+			if k == "" {
+				continue
+			}
+			if e, ok := firstActive(v.names[lowerIfNeeded(k)], n); ok {
+				return e.id, e.kind, true
+			}
+		}
+	}
+	if v.tokens != nil {
+		for _, k := range [...]string{p.TokenID, p.TokenHash} {
+			if k == "" {
+				continue
+			}
+			if e, ok := firstActive(v.tokens[k], n); ok {
+				return e.id, e.kind, true
+			}
+		}
+	}
+	if v.global != nil || v.users != nil {
+		// A token without iat counts as issued at the beginning of time.
+		iat := int64(math.MinInt64)
+		if !p.IssuedAt.IsZero() {
+			iat = p.IssuedAt.UnixNano()
+		}
+		if c, ok := firstCut(v.global, iat, n); ok {
+			return c.id, KindBefore, true
+		}
+		if v.users != nil {
+			for _, k := range [...]string{p.ObjectID, p.Key} {
+				if k == "" {
+					continue
+				}
+				if c, ok := firstCut(v.users[lowerIfNeeded(k)], iat, n); ok {
+					return c.id, KindBefore, true
+				}
+			}
+		}
+	}
+	return 0, "", false
+}
+
+// lowerIfNeeded lower-cases s, allocating only when it has upper-case ASCII
+// (or any non-ASCII) letters. Non-Entra keys ("<iss>|<sub>") are kept.
+func lowerIfNeeded(s string) string {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '|' {
+			return s
+		}
+		if 'A' <= c && c <= 'Z' || c >= 0x80 {
+			if strings.Contains(s, "|") {
+				return s
+			}
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
