@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -45,12 +46,15 @@ type wpTest struct {
 // Wycheproof calls valid: HS* is never accepted (security.md §2 row 2).
 var policyRejected = map[string]bool{ReasonUnsupportedAlg: true}
 
-func checkVector(t *testing.T, tc wpTest, km *keyMap) {
+// checkVector: symmetric says the group's key is an oct (HMAC) key, which
+// the gateway never accepts, so its "valid" vectors may be refused for any
+// reason (e.g. tcId 372, "valid" only for decoders that skip bad base64).
+func checkVector(t *testing.T, tc wpTest, km *keyMap, symmetric bool) {
 	t.Helper()
 	err := jwsLayer(tc.JWS, km)
 	switch tc.Result {
 	case "valid":
-		if err != nil && !policyRejected[err.Reason] {
+		if err != nil && !policyRejected[err.Reason] && !symmetric {
 			t.Errorf("tcId %d %s: valid vector refused: %v", tc.TcID, tc.Comment, err)
 		}
 	case "invalid":
@@ -104,8 +108,9 @@ func TestWycheproofJSONWebSignature(t *testing.T) {
 		if err != nil {
 			t.Fatalf("group %s: %v", g.Comment, err)
 		}
+		symmetric := bytes.Contains(key, []byte(`"oct"`))
 		for _, tc := range g.Tests {
-			checkVector(t, tc, km)
+			checkVector(t, tc, km, symmetric)
 			n++
 			if tc.Result == "valid" && jwsLayer(tc.JWS, km) == nil {
 				valid++
@@ -115,7 +120,7 @@ func TestWycheproofJSONWebSignature(t *testing.T) {
 	if n != f.NumberOfTests {
 		t.Errorf("ran %d of %d vectors", n, f.NumberOfTests)
 	}
-	if valid < 2 { // es256 tcId 18 and rs256 tcId 33 must verify
+	if valid < 3 { // es256 tcId 18, rs256 tcId 33 and SpecialCaseEs256 tcId 378 must verify
 		t.Errorf("only %d valid asymmetric vectors verified", valid)
 	}
 }
@@ -142,7 +147,7 @@ func TestWycheproofJSONWebKey(t *testing.T) {
 			km = &keyMap{keys: map[string]*verificationKey{}} // whole set refused: nothing verifies
 		}
 		for _, tc := range g.Tests {
-			checkVector(t, tc, km)
+			checkVector(t, tc, km, bytes.Contains(set, []byte(`"oct"`)))
 			n++
 		}
 	}
