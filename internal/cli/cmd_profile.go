@@ -6,13 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/profile"
 )
 
-const profileSynopsis = "desktop|code --format mobileconfig|reg|json (--gateway-url URL --client-id ID --issuer URL | --config FILE) [--model ID]... [--out FILE]"
+const profileSynopsis = "desktop|code|all --format mobileconfig|reg|json (--gateway-url URL --client-id ID --issuer URL | --config FILE) [--model ID]... [--out FILE]"
 
 // runProfile: gatehouse profile desktop|code --format ... (docs/profiles.md).
 func runProfile(ctx context.Context, e *env, args []string) error {
@@ -26,6 +27,7 @@ func runProfile(ctx context.Context, e *env, args []string) error {
 	fs.Var(&models, "model", "model ID, repeatable; the first is the default (overrides the config's models)")
 	fs.Var(&headers, "header", "extra non-secret header 'Name: value', repeatable")
 	out := fs.String("out", "", "write to FILE instead of standard output")
+	outDir := fs.String("out-dir", "", "with 'all': the directory for every profile of both clients")
 	tokenType := fs.String("token-type", "", "id_token (default) or access_token")
 	scopes := fs.String("scopes", "", "scopes for access_token mode, e.g. api://<api-app-id>/access_as_user")
 	broker := fs.Bool("broker", false, "Desktop: sign in through the OS broker (WAM / Company Portal; Entra only)")
@@ -54,10 +56,14 @@ func runProfile(ctx context.Context, e *env, args []string) error {
 	} else if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	if client != string(profile.Desktop) && client != string(profile.Code) {
+	switch {
+	case client == "all":
+		if *outDir == "" || *out != "" || *format != "" {
+			return usagef("'gatehouse profile all' writes every format for both clients: give --out-dir DIR (not --out or --format)")
+		}
+	case client != string(profile.Desktop) && client != string(profile.Code):
 		return usagef("say which client: gatehouse profile %s", profileSynopsis)
-	}
-	if *format == "" {
+	case *format == "":
 		return usagef("--format is required (mobileconfig, reg or json)")
 	}
 
@@ -130,6 +136,9 @@ func runProfile(ctx context.Context, e *env, args []string) error {
 		o.CustomHeaders[strings.TrimSpace(name)] = strings.TrimSpace(val)
 	}
 
+	if client == "all" {
+		return writeAllProfiles(e, o, *outDir)
+	}
 	data, err := profile.Generate(profile.Client(client), profile.Format(*format), o)
 	if err != nil {
 		return err
@@ -178,4 +187,26 @@ func profileProvider(cfg *config.Config, name string) (*config.IdentityProvider,
 		}
 	}
 	return nil, usagef("--provider %q is not in identity.providers", name)
+}
+
+// writeAllProfiles writes both clients' profiles in every format, so that
+// neither client is left without one.
+func writeAllProfiles(e *env, o profile.Options, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, c := range []profile.Client{profile.Desktop, profile.Code} {
+		for _, f := range []profile.Format{profile.MobileConfig, profile.Reg, profile.JSON} {
+			data, err := profile.Generate(c, f, o)
+			if err != nil {
+				return err // the same options for all: the first refusal says it
+			}
+			path := filepath.Join(dir, profile.FileName(c, f))
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %s\n", path)
+		}
+	}
+	return nil
 }

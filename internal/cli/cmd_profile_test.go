@@ -141,3 +141,28 @@ identity:
 		t.Fatalf("access-token provider: exit %d %s %s", code, out, stderr)
 	}
 }
+
+func TestProfileAll(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "profiles")
+	code, out, stderr := rkRun(t, nil, "", "profile", "all", "--out-dir", dir, "--gateway-url", "https://gw.example", "--client-id", rkClient, "--issuer", rkIssuer)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want := []string{"claude-code.mobileconfig", "claude-code.reg", "claude-desktop.json", "claude-desktop.mobileconfig", "claude-desktop.reg", "managed-settings.json"}
+	entries, _ := os.ReadDir(dir)
+	var got []string
+	for _, en := range entries {
+		got = append(got, en.Name())
+		data, _ := os.ReadFile(filepath.Join(dir, en.Name()))
+		s, err := profile.Inspect(data)
+		if err != nil || s.ClientID != rkClient || s.GatewayURL != "https://gw.example" {
+			t.Errorf("%s: %+v %v", en.Name(), s, err)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("files = %v\n%s", got, out)
+	}
+	if code, _, _ := rkRun(t, nil, "", "profile", "all", "--format", "json", "--gateway-url", "https://gw.example", "--client-id", rkClient, "--issuer", rkIssuer); code != 2 {
+		t.Errorf("all without --out-dir: exit %d", code)
+	}
+}
