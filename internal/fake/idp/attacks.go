@@ -27,12 +27,21 @@ type Attack struct {
 }
 
 // Attacks returns the attack catalogue against a gateway configured with
-// one identity provider: issuer s.Issuer(tid), audiences [audience],
-// token_mode id_token, required_roles ["Claude.User"], everything else at
-// its default (RS256 only, v1 refused, clock skew 60s, max lifetime 12h,
-// group overage deny). Every request must be refused with WantStatus and
-// WantReason, and must reach no upstream. Tokens are minted now, so replay
-// them promptly (within their 1h lifetime).
+// one identity provider: type entra (required: the fake's loopback issuer
+// is not recognised as Entra by host), issuer s.Issuer(tid), audiences
+// [audience], token_mode id_token, required_roles ["Claude.User"],
+// everything else at its default (RS256 only, v1 refused, clock skew 60s,
+// max lifetime 12h, group overage deny, no max_token_age). The gateway's
+// keys must be loaded (readyz) before replaying. Every request must be
+// refused with WantStatus and WantReason, and must reach no upstream.
+// Tokens are minted now, so replay them promptly (within their 1h
+// lifetime). In YAML:
+//
+//	identity:
+//	  type: entra
+//	  issuer: <s.Issuer(tid)>
+//	  audiences: [<audience>]
+//	  required_roles: [Claude.User]
 func Attacks(s *Server, tid, audience string) []Attack {
 	var out []Attack
 	add := func(row int, name string, status int, reason string, h http.Header) {
