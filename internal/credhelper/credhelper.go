@@ -169,20 +169,27 @@ func (h *Helper) Token(ctx context.Context) (string, error) {
 		h.o.Logger.Warn("token cache unreadable; signing in again", "err", err)
 	}
 	if t != nil {
-		if tok, ok := h.usable(t); ok {
+		if tok, ok := h.usable(t, h.o.MinValidity); ok {
 			return tok, nil
 		}
 		if t.RefreshToken != "" {
 			nt, err := h.refresh(ctx, t)
 			if err == nil {
-				if tok, ok := h.usable(nt); ok {
+				// A fresh token is handed out even if the IdP's lifetime is
+				// shorter than MinValidity.
+				if tok, ok := h.usable(nt, lastMinute); ok {
 					return tok, nil
 				}
 				err = &Error{Msg: "the identity provider's refresh returned no usable " + h.o.TokenType}
 			}
 			var ie *idpError
-			if !errors.As(err, &ie) || ie.Code != "invalid_grant" {
-				// A network or server failure: do not throw the session away.
+			if !errors.As(err, &ie) || !needsInteraction(ie.Code) {
+				// A network or server failure: keep the session, and hand out
+				// the cached token while it is still valid.
+				if tok, ok := h.usable(t, lastMinute); ok {
+					h.o.Logger.Warn("refresh failed; using the cached token until it expires", "err", err)
+					return tok, nil
+				}
 				return "", err
 			}
 			h.o.Logger.Info("refresh token rejected; interactive sign-in needed", "error", ie.Code, "aadsts", ie.aadsts())
@@ -196,20 +203,35 @@ func (h *Helper) Token(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tok, ok := h.usable(nt)
+	tok, ok := h.usable(nt, lastMinute)
 	if !ok {
 		return "", &Error{Msg: "the identity provider returned no usable " + h.o.TokenType}
 	}
 	return tok, nil
 }
 
-// usable returns the configured token if it is valid for MinValidity.
-func (h *Helper) usable(t *Tokens) (string, bool) {
+// lastMinute is the least validity a token handed out may have.
+const lastMinute = time.Minute
+
+// needsInteraction reports token endpoint errors that only a new
+// interactive sign-in can fix (RFC 6749 invalid_grant; OpenID Connect
+// interaction_required, login_required, consent_required, which Entra uses
+// for MFA and Conditional Access step-up).
+func needsInteraction(code string) bool {
+	switch code {
+	case "invalid_grant", "interaction_required", "login_required", "consent_required":
+		return true
+	}
+	return false
+}
+
+// usable returns the configured token if it is valid for at least min.
+func (h *Helper) usable(t *Tokens, min time.Duration) (string, bool) {
 	tok, exp := t.IDToken, t.IDTokenExpiry
 	if h.o.TokenType == "access_token" {
 		tok, exp = t.AccessToken, t.AccessExpiry
 	}
-	if tok == "" || !h.o.Now().Add(h.o.MinValidity).Before(exp) {
+	if tok == "" || !h.o.Now().Add(min).Before(exp) {
 		return "", false
 	}
 	return tok, true

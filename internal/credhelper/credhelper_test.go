@@ -440,3 +440,49 @@ func BenchmarkTokenFromCache(b *testing.B) {
 		}
 	}
 }
+
+func TestRefreshOutageUsesCachedTokenWhileValid(t *testing.T) {
+	e := start(t)
+	store := &MemoryStore{}
+	h, _ := New(e.options(&browser{}, store))
+	tok, err := h.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.idp.Close() // the IdP becomes unreachable
+	e.clk.Add(55 * time.Minute)
+	h2, _ := New(e.options(nil, store))
+	got, err := h2.Token(context.Background())
+	if err != nil || got != tok {
+		t.Fatalf("with 5 minutes left: %v", err)
+	}
+	e.clk.Add(4*time.Minute + 30*time.Second)
+	if _, err := h2.Token(context.Background()); err == nil || errors.Is(err, ErrInteractionRequired) {
+		t.Fatalf("with 30 s left and no IdP: %v", err)
+	}
+}
+
+func TestRefreshInteractionRequired(t *testing.T) {
+	var iss string
+	srv := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			json.NewEncoder(w).Encode(map[string]string{"issuer": iss, "authorization_endpoint": iss + "/authorize", "token_endpoint": iss + "/token"})
+		case "/token":
+			w.WriteHeader(400)
+			io.WriteString(w, `{"error":"interaction_required","error_description":"AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication.\r\nTrace ID: x","error_codes":[50076]}`)
+		}
+	})
+	iss = srv
+	store := &MemoryStore{}
+	h, _ := New(Options{Issuer: iss, ClientID: "c", Store: store})
+	store.Save(h.key, &Tokens{IDToken: "a.b.c", IDTokenExpiry: time.Now().Add(time.Minute), RefreshToken: "rt"})
+	_, err := h.Token(context.Background())
+	if !errors.Is(err, ErrInteractionRequired) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := store.Load(h.key); !errors.Is(err, ErrNotFound) {
+		t.Error("session kept after interaction_required")
+	}
+}
