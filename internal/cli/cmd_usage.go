@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/limits"
 	"github.com/gatehouse-dev/gatehouse/internal/limits/memory"
@@ -250,10 +251,13 @@ func runUsage(ctx context.Context, e *env, args []string) error {
 	if *by == "group" && recordGroups(&audit.Record{UserKey: "probe"}) == nil {
 		return errors.New("--by group needs audit records that carry the user's governed groups, which this version does not record yet; use --by user or --by model")
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := openAuditStore(ctx, cfg.Audit, log)
+	if cfg.Audit.Postgres != "" {
+		return errors.New("gatehouse usage reads the SQLite audit store; this configuration uses PostgreSQL, which the report does not read yet")
+	}
+	// Read-only: a gateway may be running on the same database.
+	store, err := auditsqlite.Open(ctx, auditsqlite.Options{Path: cfg.Audit.SQLite, ReadOnly: true})
 	if err != nil {
-		return err
+		return fmt.Errorf("opening the audit store %s: %w", cfg.Audit.SQLite, err)
 	}
 	defer store.Close()
 	recs, err := store.List(ctx, audit.Filter{Since: since, Until: until})
