@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 )
@@ -31,16 +32,32 @@ type entry struct {
 type view struct {
 	version int64
 	count   int
-	all     []entry             // kill switches
-	ids     map[string][]entry  // user: by oid or user key
-	names   map[string][]entry  // user: by lower-case UPN / e-mail
-	tokens  map[string][]entry  // token: jti or sha256
-	global  []cutoff            // before, everyone
-	users   map[string][]cutoff // before, by oid or user key
+	all     []entry               // kill switches
+	ids     map[string]*userRules // user and before rules by oid or user key
+	names   map[string][]entry    // user: by lower-case UPN / e-mail
+	tokens  map[string][]entry    // token: jti or sha256
+	global  []cutoff              // before, everyone
+}
+
+// userRules are the rules naming one user by oid or key.
+type userRules struct {
+	entries []entry  // KindUser
+	cuts    []cutoff // KindBefore for this user
 }
 
 func buildView(version int64, list []Revocation, now time.Time) *view {
 	v := &view{version: version}
+	rules := func(k string) *userRules {
+		if v.ids == nil {
+			v.ids = map[string]*userRules{}
+		}
+		u := v.ids[k]
+		if u == nil {
+			u = &userRules{}
+			v.ids[k] = u
+		}
+		return u
+	}
 	add := func(m *map[string][]entry, k string, e entry) {
 		if *m == nil {
 			*m = map[string][]entry{}
@@ -62,7 +79,8 @@ func buildView(version int64, list []Revocation, now time.Time) *view {
 			v.all = append(v.all, e)
 		case KindUser:
 			if isUserKey(r.Subject) {
-				add(&v.ids, r.Subject, e)
+				u := rules(r.Subject)
+				u.entries = append(u.entries, e)
 			} else {
 				add(&v.names, strings.ToLower(r.Subject), e)
 			}
@@ -73,10 +91,8 @@ func buildView(version int64, list []Revocation, now time.Time) *view {
 			if r.Subject == "" {
 				v.global = append(v.global, c)
 			} else {
-				if v.users == nil {
-					v.users = map[string][]cutoff{}
-				}
-				v.users[r.Subject] = append(v.users[r.Subject], c)
+				u := rules(r.Subject)
+				u.cuts = append(u.cuts, c)
 			}
 		}
 	}
@@ -149,13 +165,27 @@ func (v *view) match(p *identity.Principal, now time.Time) (int64, Kind, bool) {
 	if e, ok := firstActive(v.all, n); ok {
 		return e.id, e.kind, true
 	}
+	// A token without iat counts as issued at the beginning of time.
+	iat := int64(math.MinInt64)
+	if !p.IssuedAt.IsZero() {
+		iat = p.IssuedAt.UnixNano()
+	}
+	if c, ok := firstCut(v.global, iat, n); ok {
+		return c.id, KindBefore, true
+	}
+	var buf [128]byte
 	if v.ids != nil {
 		for _, k := range [...]string{p.ObjectID, p.Key} {
 			if k == "" {
 				continue
 			}
-			if e, ok := firstActive(v.ids[lowerIfNeeded(k)], n); ok {
-				return e.id, e.kind, true
+			if u := v.ids[lowerKey(k, &buf)]; u != nil {
+				if e, ok := firstActive(u.entries, n); ok {
+					return e.id, e.kind, true
+				}
+				if c, ok := firstCut(u.cuts, iat, n); ok {
+					return c.id, KindBefore, true
+				}
 			}
 		}
 	}
@@ -164,7 +194,7 @@ func (v *view) match(p *identity.Principal, now time.Time) (int64, Kind, bool) {
 			if k == "" {
 				continue
 			}
-			if e, ok := firstActive(v.names[lowerIfNeeded(k)], n); ok {
+			if e, ok := firstActive(v.names[lowerKey(k, &buf)], n); ok {
 				return e.id, e.kind, true
 			}
 		}
@@ -179,43 +209,40 @@ func (v *view) match(p *identity.Principal, now time.Time) (int64, Kind, bool) {
 			}
 		}
 	}
-	if v.global != nil || v.users != nil {
-		// A token without iat counts as issued at the beginning of time.
-		iat := int64(math.MinInt64)
-		if !p.IssuedAt.IsZero() {
-			iat = p.IssuedAt.UnixNano()
-		}
-		if c, ok := firstCut(v.global, iat, n); ok {
-			return c.id, KindBefore, true
-		}
-		if v.users != nil {
-			for _, k := range [...]string{p.ObjectID, p.Key} {
-				if k == "" {
-					continue
-				}
-				if c, ok := firstCut(v.users[lowerIfNeeded(k)], iat, n); ok {
-					return c.id, KindBefore, true
-				}
-			}
-		}
-	}
 	return 0, "", false
 }
 
-// lowerIfNeeded lower-cases s, allocating only when it has upper-case ASCII
-// (or any non-ASCII) letters. Non-Entra keys ("<iss>|<sub>") are kept.
-func lowerIfNeeded(s string) string {
+// lowerKey returns s lower-cased for a map lookup, using buf (no
+// allocation) for short ASCII strings. Non-Entra keys ("<iss>|<sub>") are
+// returned unchanged: their sub is case-sensitive.
+func lowerKey(s string, buf *[128]byte) string {
+	upper := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '|' {
 			return s
 		}
-		if 'A' <= c && c <= 'Z' || c >= 0x80 {
-			if strings.Contains(s, "|") {
-				return s
-			}
+		if c >= 0x80 {
 			return strings.ToLower(s)
 		}
+		if 'A' <= c && c <= 'Z' {
+			upper = true
+		}
 	}
-	return s
+	if !upper {
+		return s
+	}
+	if len(s) > len(buf) {
+		return strings.ToLower(s)
+	}
+	b := buf[:len(s)]
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	// Only used as a map key during the lookup; buf outlives that.
+	return unsafe.String(&b[0], len(b))
 }
