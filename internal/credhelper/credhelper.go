@@ -172,29 +172,46 @@ func (h *Helper) Token(ctx context.Context) (string, error) {
 		if tok, ok := h.usable(t, h.o.MinValidity); ok {
 			return tok, nil
 		}
-		if t.RefreshToken != "" {
-			nt, err := h.refresh(ctx, t)
-			if err == nil {
-				// A fresh token is handed out even if the IdP's lifetime is
-				// shorter than MinValidity.
-				if tok, ok := h.usable(nt, lastMinute); ok {
-					return tok, nil
-				}
-				err = &Error{Msg: "the identity provider's refresh returned no usable " + h.o.TokenType}
-			}
-			var ie *idpError
-			if !errors.As(err, &ie) || !needsInteraction(ie.Code) {
-				// A network or server failure: keep the session, and hand out
-				// the cached token while it is still valid.
-				if tok, ok := h.usable(t, lastMinute); ok {
-					h.o.Logger.Warn("refresh failed; using the cached token until it expires", "err", err)
-					return tok, nil
-				}
-				return "", err
-			}
-			h.o.Logger.Info("refresh token rejected; interactive sign-in needed", "error", ie.Code, "aadsts", ie.aadsts())
-			_ = h.o.Store.Delete(h.key)
+	}
+	// Refreshing or signing in: one process at a time. Whoever waited
+	// re-reads the cache, which the holder has probably just filled.
+	if l, ok := h.o.Store.(Locker); ok {
+		lctx, cancel := context.WithTimeout(ctx, h.o.LoginTimeout+time.Minute)
+		unlock, err := l.Lock(lctx, h.key)
+		cancel()
+		if err != nil {
+			return "", &Error{Msg: "another gatehouse process is signing in and did not finish; try again", Cause: err}
 		}
+		defer unlock()
+		if t2, err := h.o.Store.Load(h.key); err == nil {
+			t = t2
+			if tok, ok := h.usable(t, h.o.MinValidity); ok {
+				return tok, nil
+			}
+		}
+	}
+	if t != nil && t.RefreshToken != "" {
+		nt, err := h.refresh(ctx, t)
+		if err == nil {
+			// A fresh token is handed out even if the IdP's lifetime is
+			// shorter than MinValidity.
+			if tok, ok := h.usable(nt, lastMinute); ok {
+				return tok, nil
+			}
+			err = &Error{Msg: "the identity provider's refresh returned no usable " + h.o.TokenType}
+		}
+		var ie *idpError
+		if !errors.As(err, &ie) || !needsInteraction(ie.Code) {
+			// A network or server failure: keep the session, and hand out
+			// the cached token while it is still valid.
+			if tok, ok := h.usable(t, lastMinute); ok {
+				h.o.Logger.Warn("refresh failed; using the cached token until it expires", "err", err)
+				return tok, nil
+			}
+			return "", err
+		}
+		h.o.Logger.Info("refresh token rejected; interactive sign-in needed", "error", ie.Code, "aadsts", ie.aadsts())
+		_ = h.o.Store.Delete(h.key)
 	}
 	if h.o.OpenBrowser == nil {
 		return "", &Error{Msg: "sign-in required: run `gatehouse login` (no browser can be opened here)", Cause: ErrInteractionRequired}

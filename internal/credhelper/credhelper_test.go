@@ -486,3 +486,57 @@ func TestRefreshInteractionRequired(t *testing.T) {
 		t.Error("session kept after interaction_required")
 	}
 }
+
+// TestConcurrentHelpersSignInOnce: Claude Code may start several helpers at
+// once; with a shared file cache only one opens the browser.
+func TestConcurrentHelpersSignInOnce(t *testing.T) {
+	e := start(t)
+	b := &browser{}
+	store := FileStore{Dir: t.TempDir()}
+	const n = 4
+	toks := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			h, _ := New(e.options(b, store))
+			toks[i], errs[i] = h.Token(context.Background())
+		}(i)
+	}
+	wg.Wait()
+	for i := 0; i < n; i++ {
+		if errs[i] != nil || toks[i] != toks[0] {
+			t.Fatalf("helper %d: %v (same token: %v)", i, errs[i], toks[i] == toks[0])
+		}
+	}
+	if b.count() != 1 || e.idp.TokenRequests() != 1 {
+		t.Errorf("browser opened %d times, %d token requests", b.count(), e.idp.TokenRequests())
+	}
+	if m, _ := filepath.Glob(filepath.Join(store.Dir, "*.lock")); len(m) != 0 {
+		t.Errorf("lock left behind: %v", m)
+	}
+}
+
+func TestStaleLockIsBroken(t *testing.T) {
+	store := FileStore{Dir: t.TempDir()}
+	p := filepath.Join(store.Dir, "tokens-k.lock")
+	os.WriteFile(p, []byte("1\n"), 0o600)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(p, old, old)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	unlock, err := store.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	// A fresh lock held by someone else is waited for until the context ends.
+	os.WriteFile(p, []byte("1\n"), 0o600)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	if _, err := store.Lock(ctx2, "k"); err == nil {
+		t.Error("took a lock another process holds")
+	}
+}

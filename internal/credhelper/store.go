@@ -1,6 +1,7 @@
 package credhelper
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -190,4 +191,47 @@ func (s *MemoryStore) Delete(key string) error {
 	defer s.mu.Unlock()
 	delete(s.m, key)
 	return nil
+}
+
+// Locker is implemented by stores that can serialise sign-ins across
+// processes: Claude Code may start several helpers at once, and only one of
+// them should refresh or open a browser; the others wait and then read what
+// it cached.
+type Locker interface {
+	Lock(ctx context.Context, key string) (unlock func(), err error)
+}
+
+// staleLock is the age after which a lock file is presumed abandoned (its
+// process died mid sign-in).
+const staleLock = 10 * time.Minute
+
+// Lock takes Dir/tokens-<key>.lock, created exclusively; it waits (polling)
+// while another process holds it, and removes a lock older than 10 minutes.
+func (s FileStore) Lock(ctx context.Context, key string) (func(), error) {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("credhelper: token cache: %w", err)
+	}
+	p := filepath.Join(s.Dir, "tokens-"+key+".lock")
+	for {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err == nil {
+			fmt.Fprintf(f, "%d\n", os.Getpid())
+			f.Close()
+			return func() { os.Remove(p) }, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("credhelper: token cache lock: %w", err)
+		}
+		if st, err := os.Stat(p); err == nil && time.Since(st.ModTime()) > staleLock {
+			os.Remove(p)
+			continue
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
