@@ -97,6 +97,12 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		metricsHandler = g.metrics.Handler()
 	}
 
+	gov, err := buildGovernance(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, gov.Close)
+
 	models := make([]server.Model, 0, len(cfg.Models))
 	for _, m := range cfg.Models {
 		models = append(models, server.Model{
@@ -113,6 +119,7 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		MaxRequestDuration: cfg.Server.MaxRequestDuration,
 		Logger:             log,
 		Observer:           g.metrics,
+		Admit:              admitAdapter{e: gov.Engine, m: g.metrics, log: log},
 		Metrics:            metricsHandler,
 	})
 	return g, nil

@@ -170,4 +170,6 @@ func statusLabel(s int) string {
 	return "other"
 }
 
-func itoa3(s int) string { return string([]byte{byte('0' + s/100), byte('0' + s/10%10), byte('0' + s%10)}) }
+func itoa3(s int) string {
+	return string([]byte{byte('0' + s/100), byte('0' + s/10%10), byte('0' + s%10)})
+}

@@ -309,8 +309,8 @@ var hopByHop = map[string]bool{
 }
 
 // copyResponseHeader relays upstream response headers except hop-by-hop
-// ones, cookies, authentication challenges, anything credential-like and the
-// upstream account's organisation id.
+// ones, cookies, authentication challenges, anything credential-like, the
+// upstream account's organisation id, and names the gateway already set.
 func copyResponseHeader(dst, src http.Header) {
 	var listed map[string]bool
 	for _, c := range src.Values("Connection") {
@@ -326,6 +326,9 @@ func copyResponseHeader(dst, src http.Header) {
 	for k, vv := range src {
 		if hopByHop[k] || listed[k] || !responseHeaderAllowed(k) {
 			continue
+		}
+		if _, set := dst[k]; set {
+			continue // the gateway's own value (e.g. per-user rate-limit state) wins
 		}
 		dst[k] = append([]string(nil), vv...)
 	}

@@ -64,6 +64,23 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request, rid string) 
 		limit = n
 	}
 	all := s.opts.Models
+	if s.opts.Admit != nil {
+		ids := make([]string, 0, len(all))
+		for _, m := range all {
+			ids = append(ids, m.ID)
+		}
+		allowed := map[string]bool{}
+		for _, id := range s.opts.Admit.AllowedModels(p, ids) {
+			allowed[id] = true
+		}
+		var mine []Model
+		for _, m := range all {
+			if allowed[m.ID] {
+				mine = append(mine, m)
+			}
+		}
+		all = mine
+	}
 	lo, hi := 0, len(all)
 	if after := q.Get("after_id"); after != "" {
 		lo = len(all)

@@ -55,6 +55,30 @@ type Forwarder interface {
 	Forward(w http.ResponseWriter, r *http.Request, out proxy.Outbound, writeErr proxy.ErrorWriter) proxy.Result
 }
 
+// AdmitRequest is what admission needs to know about a request.
+type AdmitRequest struct {
+	Model     string
+	Upstream  string
+	BodyBytes int64
+	MaxTokens int64
+	Stream    bool
+}
+
+// Admission is an admitted request's hold on its limits.
+type Admission interface {
+	// Headers are added to the response (anthropic-ratelimit-*).
+	Headers() http.Header
+	// Settle records the real usage, releases the hold and returns the cost
+	// in USD. It is called exactly once.
+	Settle(ctx context.Context, u anthropic.Usage) float64
+}
+
+// Admitter decides who may use which model and how much.
+type Admitter interface {
+	Admit(ctx context.Context, p identity.Principal, req AdmitRequest) (Admission, *Denial)
+	AllowedModels(p identity.Principal, all []string) []string
+}
+
 // Observer receives what the gateway measures (metrics.Metrics satisfies
 // it). Labels it receives are bounded by configuration: route, configured
 // model id (or "other"), upstream name, reason codes.
@@ -98,6 +122,9 @@ type Options struct {
 	Now                func() time.Time
 	// Ready reports extra readiness conditions (audit store, ...).
 	Ready func(ctx context.Context) error
+	// Admit decides model access, rate limits and budgets; nil: everyone
+	// may use every configured model without limits.
+	Admit Admitter
 	// Observer receives measurements; nil: none.
 	Observer Observer
 	// Metrics, when set, is served at /metrics.
@@ -319,8 +346,24 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 	}
 	rec.Upstream, rec.UpstreamModel = m.Upstream, m.UpstreamModel
 
+	var adm Admission
+	if s.opts.Admit != nil {
+		var d *Denial
+		adm, d = s.opts.Admit.Admit(ctx, p, AdmitRequest{Model: m.ID, Upstream: m.Upstream, BodyBytes: int64(len(body)), MaxTokens: req.MaxTokens, Stream: req.Stream})
+		if d != nil {
+			s.deny(w, r, rec, d, start)
+			return
+		}
+		for k, vv := range adm.Headers() {
+			w.Header()[k] = vv
+		}
+	}
+
 	rec.State = audit.StateBegun
 	if err := s.opts.Audit.Begin(ctx, rec); err != nil {
+		if adm != nil {
+			adm.Settle(context.WithoutCancel(ctx), anthropic.Usage{})
+		}
 		s.log.Error("audit store unavailable: refusing request", slog.String("request_id", rid), slog.String("cause", err.Error()))
 		anthropic.WriteError(w, http.StatusServiceUnavailable, anthropic.APIError, "The gateway cannot record requests right now, so it is not accepting them. Please retry shortly.", rid)
 		return
@@ -338,6 +381,9 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		anthropic.WriteError(w, status, errType, msg, rid)
 	})
 	end := s.now()
+	if adm != nil {
+		rec.CostUSD = adm.Settle(context.WithoutCancel(ctx), res.Usage)
+	}
 	s.finish(rec, res, start, end)
 	ttfb := time.Duration(0)
 	if !res.FirstByte.IsZero() {
