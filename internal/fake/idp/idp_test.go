@@ -294,3 +294,37 @@ func claimsOf(t *testing.T, tok string) map[string]any {
 	}
 	return m
 }
+
+func TestClientCredentials(t *testing.T) {
+	app := NewGUID()
+	s := startT(t, Options{Clients: []Client{{ID: app, Secret: "s3cret"}}})
+	tid := s.Tenants()[0]
+	post := func(f url.Values) (int, map[string]any) {
+		resp, err := http.PostForm(s.TokenEndpoint(tid), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	f := url.Values{"grant_type": {"client_credentials"}, "client_id": {app}, "client_secret": {"s3cret"}, "scope": {"https://graph.microsoft.com/.default"}}
+	st, m := post(f)
+	if st != 200 || m["access_token"] == nil || m["refresh_token"] != nil || m["id_token"] != nil {
+		t.Fatalf("client credentials: %d %v", st, m)
+	}
+	c := claimsOf(t, m["access_token"].(string))
+	if c["idtyp"] != "app" || c["aud"] != "https://graph.microsoft.com" || c["scp"] != nil {
+		t.Errorf("app token claims %v", c)
+	}
+	f.Set("client_secret", "wrong")
+	if st, m := post(f); st != 401 || m["error"] != "invalid_client" {
+		t.Errorf("wrong secret: %d %v", st, m)
+	}
+	f.Set("client_secret", "s3cret")
+	f.Set("scope", "User.Read")
+	if st, m := post(f); st != 400 || m["error"] != "invalid_scope" {
+		t.Errorf("scope without /.default: %d %v", st, m)
+	}
+}
