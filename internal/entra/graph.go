@@ -112,6 +112,35 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // do sends one request to /v1.0+path and decodes a JSON answer into out.
 // 429 and 503 are retried (up to 4 attempts) after Retry-After.
 func (g *Graph) do(ctx context.Context, method, path string, body, out any) error {
+	return g.doURL(ctx, method, g.base+"/v1.0"+path, path, body, out)
+}
+
+// list GETs a collection and follows @odata.nextLink to the end. A next link
+// to another host is refused: the bearer token goes only to Graph.
+func (g *Graph) list(ctx context.Context, path string) ([]map[string]any, error) {
+	var all []map[string]any
+	u := g.base + "/v1.0" + path
+	for pages := 0; u != ""; pages++ {
+		if pages >= 1000 {
+			return nil, fmt.Errorf("Graph returned more than 1000 pages for %s", path)
+		}
+		if !strings.HasPrefix(u, g.base+"/") {
+			return nil, fmt.Errorf("Graph's @odata.nextLink for %s points outside %s; refusing to send the token there", path, g.base)
+		}
+		var page struct {
+			Value    []map[string]any `json:"value"`
+			NextLink string           `json:"@odata.nextLink"`
+		}
+		if err := g.doURL(ctx, http.MethodGet, u, path, nil, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Value...)
+		u = page.NextLink
+	}
+	return all, nil
+}
+
+func (g *Graph) doURL(ctx context.Context, method, fullURL, path string, body, out any) error {
 	var data []byte
 	if body != nil {
 		var err error
@@ -120,7 +149,7 @@ func (g *Graph) do(ctx context.Context, method, path string, body, out any) erro
 		}
 	}
 	for attempt := 1; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, method, g.base+"/v1.0"+path, bytes.NewReader(data))
+		req, err := http.NewRequestWithContext(ctx, method, fullURL, bytes.NewReader(data))
 		if err != nil {
 			return err
 		}

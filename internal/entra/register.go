@@ -387,16 +387,14 @@ func assign(ctx context.Context, g *Graph, s Spec, res *Result) error {
 		}
 		ps = append(ps, principal{str(grp["id"]), "group " + firstNonEmpty(str(grp["displayName"]), gid)})
 	}
-	var existing struct {
-		Value []map[string]any `json:"value"`
-	}
 	base := "/servicePrincipals/" + res.ServicePrincipalID + "/appRoleAssignedTo"
-	if err := g.do(ctx, http.MethodGet, base, nil, &existing); err != nil {
+	existing, err := g.list(ctx, base)
+	if err != nil {
 		return err
 	}
 	for _, p := range ps {
 		have := false
-		for _, a := range existing.Value {
+		for _, a := range existing {
 			if a["principalId"] == p.id && a["appRoleId"] == roleID {
 				have = true
 			}
@@ -425,26 +423,24 @@ func findApp(ctx context.Context, g *Graph, s Spec) (map[string]any, error) {
 	if s.AppID != "" {
 		filter = "appId eq " + odataString(s.AppID)
 	}
-	var list struct {
-		Value []map[string]any `json:"value"`
-	}
-	if err := g.do(ctx, http.MethodGet, "/applications?$filter="+url.QueryEscape(filter), nil, &list); err != nil {
+	apps, err := g.list(ctx, "/applications?$filter="+url.QueryEscape(filter))
+	if err != nil {
 		return nil, err
 	}
-	switch len(list.Value) {
+	switch len(apps) {
 	case 0:
 		if s.AppID != "" {
 			return nil, fmt.Errorf("no application with client ID %s in tenant %s", s.AppID, s.TenantID)
 		}
 		return nil, nil
 	case 1:
-		return list.Value[0], nil
+		return apps[0], nil
 	}
 	var ids []string
-	for _, a := range list.Value {
+	for _, a := range apps {
 		ids = append(ids, str(a["appId"]))
 	}
-	return nil, fmt.Errorf("%d applications are named %q (client IDs %s); choose one with --app-id", len(list.Value), s.Name, strings.Join(ids, ", "))
+	return nil, fmt.Errorf("%d applications are named %q (client IDs %s); choose one with --app-id", len(apps), s.Name, strings.Join(ids, ", "))
 }
 
 func stringsOf(v any) []string {
@@ -579,15 +575,12 @@ func diff(app map[string]any, s Spec, newGUID func() string) (patch map[string]a
 }
 
 func ensureSP(ctx context.Context, g *Graph, s Spec, res *Result) error {
-	var list struct {
-		Value []map[string]any `json:"value"`
-	}
-	path := "/servicePrincipals?$filter=" + url.QueryEscape("appId eq "+odataString(res.ClientID))
-	if err := g.do(ctx, http.MethodGet, path, nil, &list); err != nil {
+	sps, err := g.list(ctx, "/servicePrincipals?$filter="+url.QueryEscape("appId eq "+odataString(res.ClientID)))
+	if err != nil {
 		return err
 	}
-	if len(list.Value) > 0 {
-		sp := list.Value[0]
+	if len(sps) > 0 {
+		sp := sps[0]
 		res.ServicePrincipalID = str(sp["id"])
 		if s.AssignmentRequired && sp["appRoleAssignmentRequired"] != true {
 			if err := g.do(ctx, http.MethodPatch, "/servicePrincipals/"+res.ServicePrincipalID, map[string]any{"appRoleAssignmentRequired": true}, nil); err != nil {
@@ -603,7 +596,6 @@ func ensureSP(ctx context.Context, g *Graph, s Spec, res *Result) error {
 	// A new application takes a few seconds to replicate; Graph answers
 	// "does not reference a valid application object" meanwhile.
 	var sp map[string]any
-	var err error
 	for attempt, wait := 1, time.Second; ; attempt, wait = attempt+1, wait*2 {
 		err = g.do(ctx, http.MethodPost, "/servicePrincipals", spBody(s, res.ClientID), &sp)
 		var ge *GraphError

@@ -474,3 +474,53 @@ func TestRegisterAssignsUsersAndGroups(t *testing.T) {
 		t.Error("--assign without --app-role accepted")
 	}
 }
+
+func TestAssignmentsAcrossPages(t *testing.T) {
+	s, err := graph.Start(graph.Options{PageSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	g := NewGraph(GraphOptions{BaseURL: s.URL(), Token: graph.Token(tid, "Application.ReadWrite.All", time.Now(), time.Hour)})
+	spec := Spec{TenantID: tid, Name: "Claude", AppRole: "Claude.User"}
+	for i := 0; i < 5; i++ {
+		u := s.PutUser(tid, fmt.Sprintf("user%d@contoso.example", i), "U")
+		spec.AssignUsers = append(spec.AssignUsers, str(u["id"]))
+	}
+	if _, err := Register(context.Background(), g, spec, guids()); err != nil {
+		t.Fatal(err)
+	}
+	before := len(s.Requests())
+	if _, err := Register(context.Background(), g, spec, guids()); err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(s.Requests()[before:]); len(w) != 0 {
+		t.Errorf("re-run wrote %v (assignments on later pages not seen)", w)
+	}
+	if n := len(s.Assignments(tid)); n != 5 {
+		t.Errorf("%d assignments", n)
+	}
+}
+
+func TestNextLinkToAnotherHostRefused(t *testing.T) {
+	var seen atomic.Int64
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			seen.Add(1)
+		}
+	}))
+	defer evil.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"value":[],"@odata.nextLink":%q}`, evil.URL+"/v1.0/applications?$skiptoken=x")
+	}))
+	defer srv.Close()
+	g := NewGraph(GraphOptions{BaseURL: srv.URL, Token: "secret-token"})
+	_, err := g.list(context.Background(), "/applications")
+	if err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Fatalf("err = %v", err)
+	}
+	if seen.Load() != 0 {
+		t.Error("the token was sent to another host")
+	}
+}

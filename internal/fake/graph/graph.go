@@ -7,14 +7,16 @@
 //
 // Wire formats follow Graph's documentation: OData collections
 // ({"@odata.context":…,"value":[…]}), 201 with the created entity on POST,
-// 204 on PATCH, $filter on displayName and appId (eq only), and Graph's
+// 204 on PATCH, $filter on displayName and appId (eq only), paging with
+// @odata.nextLink and $skiptoken (Options.PageSize), and Graph's
 // error shape {"error":{"code","message","innerError":{"date","request-id",
 // "client-request-id"}}} with Graph's codes: InvalidAuthenticationToken
 // (401), Authorization_RequestDenied (403), Request_ResourceNotFound (404),
 // Request_BadRequest (400, including unknown and read-only properties),
 // Request_UnsupportedQuery, CannotDeleteOrUpdateEnabledEntitlement,
-// HostNameNotOnVerifiedDomain, Request_MultipleObjectsWithSameKeyValue (409)
-// and TooManyRequests (429 with Retry-After).
+// HostNameNotOnVerifiedDomain, Request_MultipleObjectsWithSameKeyValue (409;
+// the status for a duplicate service principal is our best reading of
+// Graph's behaviour) and TooManyRequests (429 with Retry-After).
 //
 // Tokens are checked the way Graph checks them, except the signature, which
 // only Graph can verify: a JWT whose aud is Graph, unexpired, with the
@@ -36,6 +38,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +53,10 @@ type Options struct {
 	Addr string
 	// Now is the clock (token expiry, createdDateTime). Default time.Now.
 	Now func() time.Time
+	// PageSize is the number of objects per collection page; further pages
+	// are linked with @odata.nextLink ($skiptoken), as Graph does. Default
+	// 100 (Graph's default for these collections).
+	PageSize int
 }
 
 // Server is a running fake.
@@ -88,6 +95,9 @@ func Start(o Options) (*Server, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = 100
 	}
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
@@ -262,7 +272,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(seg) == 1 && (seg[0] == "applications" || seg[0] == "servicePrincipals"):
 		switch r.Method {
 		case http.MethodGet:
-			status, out, e = s.list(d, seg[0], r.URL.Query())
+			status, out, e = s.list(d, seg[0], r)
 		case http.MethodPost:
 			var body map[string]any
 			if body, e = readBody(r); e == nil {
@@ -412,7 +422,8 @@ func withContext(entity string, v map[string]any) map[string]any {
 
 // list serves GET on a collection with an optional $filter of the form
 // `<prop> eq '<value>'` on displayName or appId.
-func (s *Server) list(d *directory, coll string, q url.Values) (int, any, *Error) {
+func (s *Server) list(d *directory, coll string, r *http.Request) (int, any, *Error) {
+	q := r.URL.Query()
 	items := d.apps
 	if coll == "servicePrincipals" {
 		items = d.sps
@@ -436,7 +447,29 @@ func (s *Server) list(d *directory, coll string, q url.Values) (int, any, *Error
 			value = append(value, clone(it))
 		}
 	}
-	return http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#" + coll, "value": value}, nil
+	return s.page(r, "https://graph.microsoft.com/v1.0/$metadata#"+coll, value)
+}
+
+// page returns one page of value: $skiptoken (opaque to clients) is the
+// offset, and @odata.nextLink repeats the request with the next one.
+func (s *Server) page(r *http.Request, odataContext string, value []any) (int, any, *Error) {
+	q := r.URL.Query()
+	off := 0
+	if tok := q.Get("$skiptoken"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		n, err2 := strconv.Atoi(string(b))
+		if err != nil || err2 != nil || n < 0 || n > len(value) {
+			return 0, nil, gerr(http.StatusBadRequest, "Request_BadRequest", "Invalid $skiptoken.")
+		}
+		off = n
+	}
+	end := min(off+s.opts.PageSize, len(value))
+	out := map[string]any{"@odata.context": odataContext, "value": value[off:end]}
+	if end < len(value) {
+		q.Set("$skiptoken", base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(end))))
+		out["@odata.nextLink"] = s.url + r.URL.Path + "?" + q.Encode()
+	}
+	return http.StatusOK, out, nil
 }
 
 var appProps = map[string]bool{
@@ -770,7 +803,7 @@ func (s *Server) appRoleAssignedTo(d *directory, spID string, r *http.Request) (
 				value = append(value, clone(a))
 			}
 		}
-		return http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals('" + spID + "')/appRoleAssignedTo", "value": value}, nil
+		return s.page(r, "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals('"+spID+"')/appRoleAssignedTo", value)
 	case http.MethodPost:
 		body, e := readBody(r)
 		if e != nil {

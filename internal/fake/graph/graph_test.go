@@ -329,3 +329,36 @@ func TestAppRoleAssignments(t *testing.T) {
 		t.Errorf("list: %v", l.body)
 	}
 }
+
+func TestPaging(t *testing.T) {
+	s, err := Start(Options{PageSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; i < 5; i++ {
+		s.PutApplication(tid, map[string]any{"displayName": "same"})
+	}
+	var got int
+	next := "/v1.0/applications?$filter=" + url.QueryEscape("displayName eq 'same'")
+	for pages := 0; next != ""; pages++ {
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+		r := call(t, s, tok(), "GET", next, nil)
+		got += len(r.body["value"].([]any))
+		next = ""
+		if nl, ok := r.body["@odata.nextLink"].(string); ok {
+			if !strings.HasPrefix(nl, s.URL()+"/v1.0/applications?") || !strings.Contains(nl, "%24filter=") {
+				t.Fatalf("nextLink %q", nl)
+			}
+			next = strings.TrimPrefix(nl, s.URL())
+		}
+	}
+	if got != 5 {
+		t.Errorf("%d applications over all pages", got)
+	}
+	if r := call(t, s, tok(), "GET", "/v1.0/applications?$skiptoken=garbage", nil); r.status != 400 {
+		t.Errorf("bad skiptoken: %d", r.status)
+	}
+}
