@@ -81,6 +81,7 @@ func runEntraRegister(ctx context.Context, e *env, args []string) error {
 		}
 		tok = strings.TrimSpace(line)
 	}
+	tok = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(tok), "Bearer "))
 	if tok == "" {
 		var err error
 		tok, err = entra.DeviceCodeToken(ctx, entra.DeviceCodeOptions{LoginURL: *loginURL, TenantID: s.TenantID, ClientID: *loginClient, Prompt: e.stderr})
