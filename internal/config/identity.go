@@ -447,4 +447,3 @@ func EntraTenantFromIssuer(issuer string) string {
 	}
 	return tid
 }
-
