@@ -155,14 +155,19 @@ type Verifier interface {
 // chain order, then checkpoints, then records. It keeps 40 bytes per
 // request id.
 type ChainVerifier struct {
-	pub    ed25519.PublicKey
-	fetch  func(chain string, seq int64) (*ChainEntry, error)
-	chains map[string]*chainState
-	latest map[string]latestRef // request id → last entry
-	seen   map[string]bool      // request ids seen in records
-	broken []brokenLink
-	rep    VerifyReport
+	pub     ed25519.PublicKey
+	fetch   func(chain string, seq int64) (*ChainEntry, error)
+	chains  map[string]*chainState
+	latest  map[string]latestRef // request id → last entry
+	seen    map[string]bool      // request ids seen in records
+	broken  []brokenLink
+	horizon time.Time
+	rep     VerifyReport
 }
+
+// SetHorizon declares that records older than t were removed by retention:
+// their absence is not a problem.
+func (v *ChainVerifier) SetHorizon(t time.Time) { v.horizon = t }
 
 type brokenLink struct {
 	chain string
@@ -323,6 +328,14 @@ func (v *ChainVerifier) Report() *VerifyReport {
 	}
 	for id, ref := range v.latest {
 		if !v.seen[id] {
+			if !v.horizon.IsZero() && v.fetch != nil {
+				if e, err := v.fetch(ref.chain, ref.seq); err == nil && e != nil {
+					var r Record
+					if json.Unmarshal(e.Payload, &r) == nil && r.Time.Before(v.horizon) {
+						continue
+					}
+				}
+			}
 			v.add(Problem{Kind: ProblemDeleted, Chain: ref.chain, Seq: ref.seq, RequestID: id, Detail: "record is missing from the records table"})
 		}
 	}

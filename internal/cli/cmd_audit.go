@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	auditpostgres "github.com/gatehouse-dev/gatehouse/internal/audit/postgres"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
@@ -253,7 +254,11 @@ func runAuditKeygen(_ context.Context, e *env, args []string) error {
 	return nil
 }
 
-// openPostgresAuditReader opens the PostgreSQL store for reading.
+// openPostgresAuditReader opens the PostgreSQL store read-only.
 func openPostgresAuditReader(ctx context.Context, c config.Audit) (auditReader, error) {
-	return nil, errors.New("audit.postgres: this build cannot read the PostgreSQL audit store yet")
+	st, err := auditpostgres.Open(ctx, auditpostgres.Options{DSN: c.Postgres, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("opening the PostgreSQL audit store: %w", err)
+	}
+	return st, nil
 }
