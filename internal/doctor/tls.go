@@ -138,4 +138,3 @@ func checkCert(ctx context.Context, hostport string, o TLSOptions) Result {
 	}
 	return Okf("%s: certificate valid for %d more days (until %s)", hostport, days, notAfter.UTC().Format(time.DateOnly))
 }
-
