@@ -15,7 +15,10 @@ import (
 
 // authAdapter presents authn.Authenticator as the server's Authenticator,
 // turning authn's typed errors into Anthropic-shaped denials.
-type authAdapter struct{ a *authn.Authenticator }
+type authAdapter struct {
+	a                *authn.Authenticator
+	closeRevocations func() error // stops the revocation snapshot, closes the state store
+}
 
 func (ad authAdapter) Authenticate(ctx context.Context, r *http.Request) (identity.Principal, *server.Denial) {
 	p, err := ad.a.Authenticate(ctx, r)
@@ -36,11 +39,21 @@ func (ad authAdapter) Authenticate(ctx context.Context, r *http.Request) (identi
 }
 
 func (ad authAdapter) Ready(ctx context.Context) error { return ad.a.Ready(ctx) }
-func (ad authAdapter) Close()                          { ad.a.Close() }
+func (ad authAdapter) Close() {
+	ad.a.Close()
+	if ad.closeRevocations != nil {
+		ad.closeRevocations()
+	}
+}
 
 func buildAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger) (authAdapter, error) {
 	id := cfg.Identity
+	revocations, closeRevocations, err := startRevocations(ctx, cfg, log)
+	if err != nil {
+		return authAdapter{}, err
+	}
 	a, err := authn.New(ctx, authn.Options{
+		Revocations: revocations,
 		Providers: []authn.Provider{{
 			Name:           "default",
 			Type:           id.Type,
@@ -53,7 +66,8 @@ func buildAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logge
 		Logger: log,
 	})
 	if err != nil {
+		closeRevocations()
 		return authAdapter{}, err
 	}
-	return authAdapter{a: a}, nil
+	return authAdapter{a: a, closeRevocations: closeRevocations}, nil
 }

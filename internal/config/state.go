@@ -245,10 +245,10 @@ func (c *Config) validateState(v *validator, s *State, r *Revocation) {
 }
 
 // StateSettings returns the state: and revocation: sections with defaults
-// applied. It reads the Config fields State and Revocation when the
-// schema carries them (until then, defaults: SQLite next to the audit
-// database, no entra sync).
-func (c *Config) StateSettings() (State, Revocation) {
+// applied, and their problems. It reads the Config fields State and
+// Revocation when the schema carries them (otherwise: defaults, i.e.
+// SQLite next to the audit database and no Entra sync).
+func (c *Config) StateSettings() (State, Revocation, error) {
 	var s State
 	var r Revocation
 	cv := reflect.ValueOf(c).Elem()
@@ -259,5 +259,7 @@ func (c *Config) StateSettings() (State, Revocation) {
 		r = f.Interface().(Revocation)
 	}
 	c.applyStateDefaults(&s, &r)
-	return s, r
+	v := &validator{}
+	c.validateState(v, &s, &r)
+	return s, r, v.err()
 }

@@ -133,7 +133,10 @@ func TestRedactDSN(t *testing.T) {
 
 func TestStateSettingsDefaults(t *testing.T) {
 	c := &Config{Audit: Audit{SQLite: "/data/audit.db"}}
-	s, r := c.StateSettings()
+	s, r, err := c.StateSettings()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s.SQLite != "/data/gatehouse-state.db" || r.PollInterval != time.Second {
 		t.Errorf("StateSettings() = %+v, %+v", s, r)
 	}
