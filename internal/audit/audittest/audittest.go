@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/anthropic"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
 )
 
 // NewStore returns a fresh, empty store; the suite closes it.
@@ -75,6 +76,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Filters", testFilters},
 		{"Recover", testRecover},
 		{"Concurrent", testConcurrent},
+		{"Content", testContent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -358,3 +360,41 @@ func testConcurrent(t *testing.T, s audit.Store) {
 
 // ErrInjected is what FailingStore returns while failing.
 var ErrInjected = errors.New("audittest: injected store failure")
+
+func testContent(t *testing.T, s audit.Store) {
+	cs, ok := s.(content.Store)
+	if !ok {
+		t.Skip("store does not keep captured content")
+	}
+	ctx := context.Background()
+	mk := func(id, user string, off time.Duration) *content.Entry {
+		return &content.Entry{RequestID: id, Time: base.Add(off), UserKey: user, Mode: content.ModeFull,
+			RequestSHA256: "aa", ResponseSHA256: "bb", RequestBytes: 10, ResponseBytes: 20,
+			Redactions: map[string]int{"email": 2}, KeyID: "k1", Sealed: []byte{1, 2, 3}}
+	}
+	entries := []*content.Entry{mk("c1", "alice", 0), mk("c2", "bob", time.Minute), mk("c3", "alice", 2*time.Minute)}
+	for _, e := range entries {
+		if err := cs.PutContent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := cs.GetContent(ctx, "c2")
+	if err != nil || !reflect.DeepEqual(got, entries[1]) {
+		t.Fatalf("GetContent = %+v, %v; want %+v", got, err, entries[1])
+	}
+	if _, err := cs.GetContent(ctx, "nope"); !errors.Is(err, content.ErrNotFound) {
+		t.Fatalf("missing: %v", err)
+	}
+	if n, err := cs.PurgeContent(ctx, "alice", base.Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("purge alice before +1m = %d, %v; want 1 (c1)", n, err)
+	}
+	if n, err := cs.PurgeContent(ctx, "alice", time.Time{}); err != nil || n != 1 {
+		t.Fatalf("purge alice = %d, %v; want 1 (c3)", n, err)
+	}
+	for id, want := range map[string]bool{"c1": false, "c2": true, "c3": false} {
+		_, err := cs.GetContent(ctx, id)
+		if (err == nil) != want {
+			t.Errorf("%s present=%v, want %v", id, err == nil, want)
+		}
+	}
+}

@@ -54,7 +54,7 @@ func TestRedact(t *testing.T) {
 	}
 	negatives := []string{
 		"order 4111 1111 1111 1112 shipped",             // fails Luhn
-		"IBAN GB00WEST12345698765432 ok",              // fails mod 97
+		"IBAN GB00WEST12345698765432 ok",                // fails mod 97
 		"the year 2026 and 1234567",                     // short numbers
 		"a bearer of good news",                         // "bearer" prose... followed by word
 		"just text about keys and passwords in general", // no value
