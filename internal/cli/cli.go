@@ -48,10 +48,12 @@ func commands() []command {
 		{"revoke all", "kill switch: refuse every request until removed or --until", runRevokeAll},
 		{"revoke list", "list revocations with their ids (--json, --all)", runRevokeList},
 		{"revoke remove", "lift a revocation by id", runRevokeRemove},
+		{"doctor", "check a configuration or a deployed gateway and say how to fix what is wrong", runDoctor},
 		{"audit list", "list audit records (--json lines, --csv; filters --user --since --until --model --status --denied)", runAuditList},
 		{"audit show", "show one audit record by request id", runAuditShow},
 		{"audit verify", "verify the audit trail's hash chain and signed checkpoints; non-zero exit on tampering", runAuditVerify},
 		{"audit keygen", "generate an Ed25519 key pair for signing audit checkpoints", runAuditKeygen},
+		{"audit purge", "erase captured content of a user (--user) or older than --before; the erasure is audited", runAuditPurge},
 	}
 }
 

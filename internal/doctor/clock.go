@@ -87,6 +87,9 @@ func judgeSkew(skew, uncertainty, tolerance time.Duration, source string) Result
 		dir = "ahead of"
 	}
 	desc := fmt.Sprintf("this clock is about %s %s %s", abs.Round(100*time.Millisecond), dir, source)
+	if sure <= 0 {
+		desc = fmt.Sprintf("this clock agrees with %s within ±%s", source, uncertainty.Round(100*time.Millisecond))
+	}
 	fix := "synchronise the clock with NTP (chrony, systemd-timesyncd, w32time); containers take the host's clock"
 	switch {
 	case sure > tolerance:

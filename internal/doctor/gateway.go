@@ -99,6 +99,21 @@ func (g *Gateway) health(ctx context.Context) Result {
 	if base == "" {
 		return r
 	}
+	return g.healthAt(ctx, base)
+}
+
+// target is resolve for every check but gateway-health, which alone
+// explains a missing gateway.
+func (g *Gateway) target(ctx context.Context) (string, Result) {
+	base, r := g.resolve(ctx)
+	if base == "" {
+		r.Message = "no gateway to probe (see gateway-health)"
+		r.Fix = "see gateway-health"
+	}
+	return base, r
+}
+
+func (g *Gateway) healthAt(ctx context.Context, base string) Result {
 	h, err := get(ctx, g.o.Client, base+"/healthz", nil)
 	if err != nil {
 		return Failf("check that the gateway is running", "GET %s/healthz: %s", base, describeErr(err))
@@ -118,7 +133,7 @@ func (g *Gateway) health(ctx context.Context) Result {
 }
 
 func (g *Gateway) models(ctx context.Context) Result {
-	base, r := g.resolve(ctx)
+	base, r := g.target(ctx)
 	if base == "" {
 		return r
 	}
@@ -189,6 +204,7 @@ func modelIDs(body []byte) ([]string, error) {
 type probe struct {
 	method, path string
 	header       http.Header
+	note         string // shown after the request, e.g. "(x-api-key)"
 }
 
 func (g *Gateway) body(path string) string {
@@ -202,7 +218,7 @@ func (g *Gateway) body(path string) string {
 // request was served without our token (a bypass), anything else that the
 // gateway did not refuse it for the right reason.
 func (g *Gateway) refused(ctx context.Context, what string, probes []probe, fix string) Result {
-	base, r := g.resolve(ctx)
+	base, r := g.target(ctx)
 	if base == "" {
 		return r
 	}
@@ -227,7 +243,11 @@ func (g *Gateway) refused(ctx context.Context, what string, probes []probe, fix 
 			req.Header[k] = v
 		}
 		resp, err := do(ctx, g.o.Client, req)
-		label := p.method + " " + p.path
+		shown, _, _ := strings.Cut(p.path, "?")
+		label := p.method + " " + shown
+		if p.note != "" {
+			label += " (" + p.note + ")"
+		}
 		if err != nil {
 			other = append(other, fmt.Sprintf("%s: %s", label, describeErr(err)))
 			continue
@@ -273,23 +293,20 @@ const (
 )
 
 func (g *Gateway) apiKey(ctx context.Context) Result {
-	var probes []probe
-	for _, p := range inferencePaths[:1] {
-		probes = append(probes,
-			probe{method: http.MethodPost, path: p, header: http.Header{"X-Api-Key": {probeAPIKey}}},
-			probe{method: http.MethodPost, path: p, header: http.Header{"Authorization": {"Bearer " + probeAPIKey}}},
-		)
+	probes := []probe{
+		{method: http.MethodPost, path: "/v1/messages", header: http.Header{"X-Api-Key": {probeAPIKey}}, note: "x-api-key"},
+		{method: http.MethodPost, path: "/v1/messages", header: http.Header{"Authorization": {"Bearer " + probeAPIKey}}, note: "Bearer"},
+		{method: http.MethodGet, path: "/v1/models", header: http.Header{"X-Api-Key": {probeAPIKey}}, note: "x-api-key"},
 	}
-	probes = append(probes, probe{method: http.MethodGet, path: "/v1/models", header: http.Header{"X-Api-Key": {probeAPIKey}}})
-	return g.refused(ctx, "with a plain API key (x-api-key / Bearer sk-ant-…)", probes,
+	return g.refused(ctx, "with a plain API key (sk-ant-…)", probes,
 		"the gateway must accept only tokens from your identity provider and never pass a client's API key upstream")
 }
 
 func (g *Gateway) subscriptionKey(ctx context.Context) Result {
 	probes := []probe{
-		{method: http.MethodPost, path: "/v1/messages", header: http.Header{"Ocp-Apim-Subscription-Key": {probeSubscriptionKey}}},
-		{method: http.MethodPost, path: "/v1/messages?subscription-key=" + probeSubscriptionKey},
-		{method: http.MethodGet, path: "/v1/models", header: http.Header{"Ocp-Apim-Subscription-Key": {probeSubscriptionKey}}},
+		{method: http.MethodPost, path: "/v1/messages", header: http.Header{"Ocp-Apim-Subscription-Key": {probeSubscriptionKey}}, note: "Ocp-Apim-Subscription-Key"},
+		{method: http.MethodPost, path: "/v1/messages?subscription-key=" + probeSubscriptionKey, note: "subscription-key query"},
+		{method: http.MethodGet, path: "/v1/models", header: http.Header{"Ocp-Apim-Subscription-Key": {probeSubscriptionKey}}, note: "Ocp-Apim-Subscription-Key"},
 	}
 	return g.refused(ctx, "with an APIM-style subscription key", probes,
 		"no subscription-key path may lead to the models: in API Management turn \"Subscription required\" off and validate the Entra token; with Gatehouse, make sure the URL reaches Gatehouse")
@@ -299,7 +316,7 @@ func (g *Gateway) tokenAccepted(ctx context.Context) Result {
 	if g.o.Token == "" {
 		return Skipf("no --token given (or GATEHOUSE_DOCTOR_TOKEN); pass a user's token, e.g. from `gatehouse token`, to check an authenticated request")
 	}
-	base, r := g.resolve(ctx)
+	base, r := g.target(ctx)
 	if base == "" {
 		return r
 	}
