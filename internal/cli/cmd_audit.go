@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
 	auditpostgres "github.com/gatehouse-dev/gatehouse/internal/audit/postgres"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -123,8 +125,10 @@ func runAuditList(ctx context.Context, e *env, args []string) error {
 }
 
 func runAuditShow(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "audit show", "--config FILE REQUEST_ID")
+	fs := newFlags(e, "audit show", "--config FILE [--content [--as NAME]] REQUEST_ID")
 	path := fs.String("config", "", "configuration file (required)")
+	withContent := fs.Bool("content", false, "also decrypt and print the captured prompt and response (the read is itself audited)")
+	as := fs.String("as", "", "who is reading, recorded in the audit trail (default: $USER)")
 	// Accept the id before or after the flags.
 	var id string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -158,12 +162,185 @@ func runAuditShow(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "gatehouse audit show: no record with request id %q\n", id)
 		return exitCode(1)
 	}
+	out := struct {
+		audit.Record
+		Content *shownContent `json:"content,omitempty"`
+	}{Record: recs[0]}
+	out.Time = out.Time.UTC()
+	if *withContent {
+		if out.Content, err = readContentAudited(ctx, e, cfg.Audit, id, operator(e, *as)); err != nil {
+			return err
+		}
+	}
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	r := recs[0]
-	r.Time = r.Time.UTC()
-	return enc.Encode(&r)
+	return enc.Encode(&out)
+}
+
+// shownContent is the captured content as `audit show --content` prints it.
+type shownContent struct {
+	Mode           string         `json:"mode"`
+	RequestSHA256  string         `json:"request_sha256"`
+	ResponseSHA256 string         `json:"response_sha256"`
+	RequestBytes   int64          `json:"request_bytes"`
+	ResponseBytes  int64          `json:"response_bytes"`
+	Redactions     map[string]int `json:"redactions,omitempty"`
+	Request        *string        `json:"request,omitempty"`
+	Response       *string        `json:"response,omitempty"`
+}
+
+func operator(e *env, as string) string {
+	if as != "" {
+		return as
+	}
+	if u := e.getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown-operator"
+}
+
+// auditWriter is a writable store that also keeps content.
+type auditWriter interface {
+	audit.Store
+	content.Store
+}
+
+func openAuditWriter(ctx context.Context, c config.Audit) (auditWriter, error) {
+	if c.Postgres != "" {
+		st, err := auditpostgres.Open(ctx, auditpostgres.Options{DSN: c.Postgres, Instance: "cli"})
+		if err != nil {
+			return nil, fmt.Errorf("opening the PostgreSQL audit store: %w", err)
+		}
+		return st, nil
+	}
+	st, err := auditsqlite.Open(ctx, auditsqlite.Options{Path: c.SQLite, Sync: c.Sync})
+	if err != nil {
+		return nil, fmt.Errorf("opening the audit database %s: %w", c.SQLite, err)
+	}
+	return st, nil
+}
+
+// recordOperatorAction writes a chained audit record of an operator's
+// access to the audit trail itself (content read, purge). It must succeed
+// before the action happens.
+func recordOperatorAction(ctx context.Context, st audit.Store, who, path, subject, reason string) error {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	rec := &audit.Record{RequestID: fmt.Sprintf("audit_%x", b), Time: time.Now().UTC(), State: audit.StateCompleted,
+		Method: "CLI", Path: path, UserName: who, UserKey: "operator:" + who, Reason: reason, Status: 200, Instance: "cli",
+		UpstreamRequestID: subject}
+	return st.Begin(ctx, []*audit.Record{rec})
+}
+
+func readContentAudited(ctx context.Context, e *env, c config.Audit, id, who string) (*shownContent, error) {
+	st, err := openAuditWriter(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	ent, err := st.GetContent(ctx, id)
+	if errors.Is(err, content.ErrNotFound) {
+		fmt.Fprintf(e.stderr, "no content was captured for %s (audit.content.capture is %s)\n", id, c.Content.Capture)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := recordOperatorAction(ctx, st, who, "/audit/content/"+id, id, "content_read"); err != nil {
+		return nil, fmt.Errorf("refusing to show content: the read could not be audited: %w", err)
+	}
+	out := &shownContent{Mode: ent.Mode, RequestSHA256: ent.RequestSHA256, ResponseSHA256: ent.ResponseSHA256,
+		RequestBytes: ent.RequestBytes, ResponseBytes: ent.ResponseBytes, Redactions: ent.Redactions}
+	if len(ent.Sealed) > 0 {
+		kr, err := buildContentKeyring(c.Content)
+		if err != nil {
+			return nil, err
+		}
+		txt, err := content.Open(kr, ent)
+		if err != nil {
+			return nil, err
+		}
+		out.Request, out.Response = &txt.Request, &txt.Response
+	}
+	return out, nil
+}
+
+// buildContentKeyring builds the content key ring from configuration.
+func buildContentKeyring(c config.AuditContent) (*content.Keyring, error) {
+	var keys []content.Key
+	for _, k := range c.Keys {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k.Key.Value()))
+		if err != nil {
+			return nil, fmt.Errorf("audit.content.keys %q: not base64", k.ID)
+		}
+		keys = append(keys, content.Key{ID: k.ID, Secret: raw})
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("audit.content.keys: no key configured to decrypt captured content")
+	}
+	return content.NewKeyring(keys, c.ActiveKey)
+}
+
+// buildCapturer maps audit.content onto a content.Capturer writing to st
+// (for buildGateway).
+func buildCapturer(st content.Store, c config.AuditContent) (*content.Capturer, error) {
+	opts := content.Options{Mode: c.Capture, Store: st}
+	if c.Capture == content.ModeRedacted || c.Capture == content.ModeFull {
+		kr, err := buildContentKeyring(c)
+		if err != nil {
+			return nil, err
+		}
+		opts.Keyring = kr
+	}
+	if c.Capture == content.ModeRedacted {
+		r, err := content.NewRedactor(content.RedactorOptions{NationalIDPatterns: c.NationalIDPatterns})
+		if err != nil {
+			return nil, fmt.Errorf("audit.content.%w", err)
+		}
+		opts.Redactor = r
+	}
+	return content.NewCapturer(opts)
+}
+
+func runAuditPurge(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "audit purge", "--config FILE --user USER_KEY [--before T] [--as NAME]")
+	path := fs.String("config", "", "configuration file (required)")
+	user := fs.String("user", "", "erase the captured content of this user (user_key, e.g. <tid>/<oid>)")
+	before := fs.String("before", "", "only content recorded before this time (RFC 3339, YYYY-MM-DD or a duration back from now)")
+	as := fs.String("as", "", "who requests the erasure, recorded in the audit trail (default: $USER)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *user == "" && *before == "" {
+		return usagef("give --user (an erasure request) and/or --before (retention)")
+	}
+	t, err := parseTimeFlag("before", *before, time.Now())
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e, *path)
+	if err != nil {
+		return err
+	}
+	st, err := openAuditWriter(ctx, cfg.Audit)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	subject := *user
+	if subject == "" {
+		subject = "*"
+	}
+	if err := recordOperatorAction(ctx, st, operator(e, *as), "/audit/purge", subject, "content_purge"); err != nil {
+		return fmt.Errorf("refusing to purge: the erasure could not be audited: %w", err)
+	}
+	n, err := st.PurgeContent(ctx, *user, t)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "erased the captured content of %d request(s); the audit records themselves are kept\n", n)
+	return nil
 }
 
 // auditVerifyKey returns the public key to check checkpoints with:

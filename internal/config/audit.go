@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -42,6 +43,32 @@ type Audit struct {
 	// Retention, with PostgreSQL, drops monthly partitions older than this.
 	// Zero (default) keeps records forever.
 	Retention time.Duration `yaml:"retention,omitempty"`
+	// Content configures capture of prompts and responses.
+	Content AuditContent `yaml:"content,omitempty"`
+}
+
+// AuditContent configures content capture (docs/audit.md).
+type AuditContent struct {
+	// Capture is off (default), metadata, redacted or full.
+	Capture string `yaml:"capture,omitempty"`
+	// Keys encrypt captured text (AES-256-GCM); each key is a secret
+	// reference to the base64 of 32 bytes. Required for redacted and full.
+	Keys []AuditContentKey `yaml:"keys,omitempty"`
+	// ActiveKey names the key that encrypts new content. Default: the
+	// last key listed. Older keys still decrypt (rotation).
+	ActiveKey string `yaml:"active_key,omitempty"`
+	// NationalIDPatterns are extra regular expressions the redactor
+	// removes, e.g. "\\b\\d{3}-\\d{2}-\\d{4}\\b".
+	NationalIDPatterns []string `yaml:"national_id_patterns,omitempty"`
+	// Retention deletes captured content older than this (records stay).
+	// Zero keeps it.
+	Retention time.Duration `yaml:"retention,omitempty"`
+}
+
+// AuditContentKey is one content encryption key.
+type AuditContentKey struct {
+	ID  string `yaml:"id"`
+	Key Secret `yaml:"key"`
 }
 
 func (a *Audit) applyDefaults() {
@@ -59,6 +86,12 @@ func (a *Audit) applyDefaults() {
 	}
 	if a.CheckpointInterval == 0 {
 		a.CheckpointInterval = 10 * time.Second
+	}
+	if a.Content.Capture == "" {
+		a.Content.Capture = "off"
+	}
+	if a.Content.ActiveKey == "" && len(a.Content.Keys) > 0 {
+		a.Content.ActiveKey = a.Content.Keys[len(a.Content.Keys)-1].ID
 	}
 }
 
@@ -104,6 +137,47 @@ func (a *Audit) validate(v *validator) {
 	}
 	if a.Retention > 0 && a.Postgres == "" {
 		v.add("retention", "is supported with postgres only (SQLite keeps everything)")
+	}
+	a.Content.validate(v.at("content"))
+}
+
+func (c *AuditContent) validate(v *validator) {
+	switch c.Capture {
+	case "off", "metadata":
+	case "redacted", "full":
+		if len(c.Keys) == 0 {
+			v.add("keys", "at least one encryption key is required to capture %s content", c.Capture)
+		}
+	default:
+		v.add("capture", "%q is not off, metadata, redacted or full", c.Capture)
+	}
+	ids := map[string]bool{}
+	for i, k := range c.Keys {
+		kv := v.index("keys", i)
+		if k.ID == "" {
+			kv.add("id", "is required")
+		} else if ids[k.ID] {
+			kv.add("id", "%q is listed twice", k.ID)
+		}
+		ids[k.ID] = true
+		if !k.Key.IsSet() {
+			kv.add("key", "is required (a secret reference to base64 of 32 bytes)")
+		} else if k.Key.Value() != "" {
+			if raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k.Key.Value())); err != nil || len(raw) != 32 {
+				kv.add("key", "must be the base64 of 32 random bytes (AES-256)")
+			}
+		}
+	}
+	if c.ActiveKey != "" && !ids[c.ActiveKey] {
+		v.add("active_key", "%q is not one of the keys", c.ActiveKey)
+	}
+	for i, p := range c.NationalIDPatterns {
+		if _, err := regexp.Compile(p); err != nil {
+			v.index("national_id_patterns", i).add("", "%v", err)
+		}
+	}
+	if c.Retention < 0 {
+		v.add("retention", "must not be negative")
 	}
 }
 

@@ -150,3 +150,30 @@ func Open(kr *Keyring, e *Entry) (*Text, error) {
 	}
 	return &t, nil
 }
+
+// PurgeLoop deletes content older than retention every interval until
+// ctx ends (the retention job). It logs each run through report.
+func PurgeLoop(ctx context.Context, st Store, retention, every time.Duration, now func() time.Time, report func(n int, err error)) {
+	if retention <= 0 {
+		return
+	}
+	if every <= 0 {
+		every = time.Hour
+	}
+	if now == nil {
+		now = time.Now
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := st.PurgeContent(ctx, "", now().Add(-retention))
+		if report != nil {
+			report(n, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
