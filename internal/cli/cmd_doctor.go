@@ -399,8 +399,8 @@ func doctorUpstreamClient(u config.Upstream, roots *x509.CertPool) *http.Client 
 // lookupConfigString reads a string setting by its YAML path (for example
 // "audit", "postgres"), so that doctor checks settings that other parts of
 // the schema add without depending on their Go names. A section given as a
-// struct is searched for a dsn or url field; a Secret yields its resolved
-// value. ok is false when the path does not exist in this schema.
+// struct is searched for a dsn or url field; a Secret or DSN (anything with
+// Value() string) yields its resolved value. ok is false when the path does not exist in this schema.
 func lookupConfigString(cfg *config.Config, path ...string) (string, bool) {
 	v := reflect.ValueOf(cfg).Elem()
 	for _, name := range path {
@@ -422,9 +422,10 @@ func settingString(v reflect.Value, depth int) (string, bool) {
 		}
 		v = v.Elem()
 	}
+	if vi, ok := v.Interface().(interface{ Value() string }); ok { // config.Secret, config.DSN
+		return vi.Value(), true
+	}
 	switch {
-	case v.Type() == secretType:
-		return v.Interface().(config.Secret).Value(), true
 	case v.Kind() == reflect.String:
 		return v.String(), true
 	case v.Kind() == reflect.Struct && depth < 2:

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 	fakeanthropic "github.com/gatehouse-dev/gatehouse/internal/fake/anthropic"
 	"github.com/gatehouse-dev/gatehouse/internal/fake/idp"
 )
@@ -429,6 +430,32 @@ func TestDoctorUsage(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := Run(context.Background(), append([]string{"doctor"}, args...), nil, nil, &out, &errb); code != 2 {
 			t.Errorf("doctor %v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+// TestLookupConfigString reads settings by YAML path, whatever their Go
+// shape (string, Secret, DSN, pointer to struct).
+func TestLookupConfigString(t *testing.T) {
+	cfg := &config.Config{}
+	cfg.Audit.Postgres = "postgres://a@db/audit"
+	cfg.Limits.RedisPassword = config.NewSecret("${env:X}", "pw")
+	cfg.Server.TLS = &config.TLS{CertFile: "/tls/cert.pem"}
+	cases := []struct {
+		path []string
+		want string
+		ok   bool
+	}{
+		{[]string{"audit", "postgres"}, "postgres://a@db/audit", true},
+		{[]string{"limits", "redis_password"}, "pw", true},
+		{[]string{"server", "tls", "cert_file"}, "/tls/cert.pem", true},
+		{[]string{"audit", "no_such_key"}, "", false},
+		{[]string{"nope", "postgres"}, "", false},
+	}
+	for _, c := range cases {
+		got, ok := lookupConfigString(cfg, c.path...)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%v = %q, %v; want %q, %v", c.path, got, ok, c.want, c.ok)
 		}
 	}
 }
