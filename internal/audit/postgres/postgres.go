@@ -664,3 +664,31 @@ func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
 }
+
+// Chains lists the store's hash chains (one per writer instance).
+func (s *Store) Chains(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, "SELECT DISTINCT chain FROM audit_chain ORDER BY chain")
+	if err != nil {
+		return nil, fmt.Errorf("audit postgres: chains: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// ChainAfter returns up to limit entries of chain after position after,
+// in order (the exporters' source).
+func (s *Store) ChainAfter(ctx context.Context, chain string, after int64, limit int) ([]audit.ChainEntry, error) {
+	rows, err := s.pool.Query(ctx, "SELECT chain, seq, kind, request_id, payload, prev_hash, hash FROM audit_chain WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3", chain, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit postgres: chain: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.ChainEntry
+	for rows.Next() {
+		var e audit.ChainEntry
+		if err := rows.Scan(&e.Chain, &e.Seq, &e.Kind, &e.RequestID, &e.Payload, &e.PrevHash, &e.Hash); err != nil {
+			return nil, fmt.Errorf("audit postgres: chain: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

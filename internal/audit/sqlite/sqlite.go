@@ -712,3 +712,28 @@ func (s *Store) closeDBs() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Chains lists the store's hash chains (SQLite has one).
+func (s *Store) Chains(ctx context.Context) ([]string, error) { return []string{chainName}, nil }
+
+// ChainAfter returns up to limit entries of chain after position after,
+// in order (the exporters' source).
+func (s *Store) ChainAfter(ctx context.Context, chain string, after int64, limit int) ([]audit.ChainEntry, error) {
+	if chain != chainName {
+		return nil, nil
+	}
+	rows, err := s.reader.QueryContext(ctx, "SELECT seq, kind, request_id, payload, prev_hash, hash FROM audit_chain WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit sqlite: chain: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.ChainEntry
+	for rows.Next() {
+		e := audit.ChainEntry{Chain: chainName}
+		if err := rows.Scan(&e.Seq, &e.Kind, &e.RequestID, &e.Payload, &e.PrevHash, &e.Hash); err != nil {
+			return nil, fmt.Errorf("audit sqlite: chain: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
