@@ -9,12 +9,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/export"
 	auditpostgres "github.com/gatehouse-dev/gatehouse/internal/audit/postgres"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -438,4 +442,48 @@ func openPostgresAuditReader(ctx context.Context, c config.Audit) (auditReader, 
 		return nil, fmt.Errorf("opening the PostgreSQL audit store: %w", err)
 	}
 	return st, nil
+}
+
+// buildExporters maps audit.export onto exporters reading src (for
+// buildGateway: run each with go x.Run(ctx) and stop them with ctx).
+func buildExporters(src export.Source, c config.Audit, stdout io.Writer, log *slog.Logger) ([]*export.Exporter, error) {
+	var out []*export.Exporter
+	for _, xc := range c.Export {
+		headers := map[string]string{}
+		for k, v := range xc.Headers {
+			headers[k] = v.Value()
+		}
+		hopts := export.HTTPOptions{URL: xc.URL, Headers: headers}
+		var sink export.Sink
+		var err error
+		switch xc.Type {
+		case "jsonl":
+			if xc.Path == "-" {
+				sink = export.NewJSONLinesWriter(stdout)
+			} else {
+				sink = export.NewJSONLinesFile(xc.Path)
+			}
+		case "webhook":
+			sink, err = export.NewWebhook(hopts)
+		case "splunk_hec":
+			sink, err = export.NewSplunkHEC(export.SplunkOptions{HTTPOptions: hopts, Token: xc.Token.Value(), Index: xc.Index})
+		case "otlp":
+			sink, err = export.NewOTLP(hopts)
+		default:
+			err = fmt.Errorf("unknown type %q", xc.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("audit.export %s: %w", xc.Name, err)
+		}
+		dir := xc.SpoolDir
+		if dir == "" {
+			dir = filepath.Join(c.SQLite+".export", xc.Name)
+		}
+		x, err := export.New(export.Options{Source: src, Sink: sink, Dir: dir, MaxSpoolBytes: xc.MaxSpoolBytes, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("audit.export %s: %w", xc.Name, err)
+		}
+		out = append(out, x)
+	}
+	return out, nil
 }

@@ -283,3 +283,51 @@ func TestAuditContentShowAndPurgeAreAudited(t *testing.T) {
 		t.Fatalf("verify after operator actions: %s", out)
 	}
 }
+
+func TestAuditExportConfig(t *testing.T) {
+	cfgPath, dbPath, getenv := auditFixture(t)
+	base, _ := os.ReadFile(cfgPath)
+	bad := append(append([]byte{}, base...), []byte("  export:\n    - type: kafka\n    - type: splunk_hec\n      url: http://example.com/services/collector/event\n    - type: jsonl\n")...)
+	if err := os.WriteFile(cfgPath, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := loadConfig(&env{getenv: getenv}, cfgPath)
+	for _, want := range []string{`audit.export[0].type: "kafka" is not`, "audit.export[1].token: is required", "audit.export[1].url:", "audit.export[2].path: is required"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config error lacks %q: %v", want, err)
+		}
+	}
+	good := append(append([]byte{}, base...), []byte("  export:\n    - type: jsonl\n      path: \"-\"\n")...)
+	if err := os.WriteFile(cfgPath, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(&env{getenv: getenv}, cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := auditsqlite.Open(context.Background(), auditsqlite.Options{Path: dbPath, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var out syncBuffer
+	xs, err := buildExporters(st, cfg.Audit, &out, nil)
+	if err != nil || len(xs) != 1 {
+		t.Fatalf("buildExporters: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { xs[0].Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(out.String(), "\n") < 10 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := strings.Count(out.String(), "\n"); n != 10 { // 6 begins + 4 finishes
+		t.Fatalf("exported %d lines, want 10:\n%s", n, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dbPath+".export", "jsonl-0", "cursor")); err != nil {
+		t.Errorf("spool cursor not next to the database: %v", err)
+	}
+}

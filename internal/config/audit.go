@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -45,6 +46,33 @@ type Audit struct {
 	Retention time.Duration `yaml:"retention,omitempty"`
 	// Content configures capture of prompts and responses.
 	Content AuditContent `yaml:"content,omitempty"`
+	// Export streams the audit trail to other systems, at least once.
+	Export []AuditExport `yaml:"export,omitempty"`
+}
+
+// AuditExport is one exporter (docs/audit.md).
+type AuditExport struct {
+	// Name identifies the exporter in logs and its spool directory.
+	// Default: "<type>-<index>".
+	Name string `yaml:"name,omitempty"`
+	// Type is jsonl, webhook, splunk_hec or otlp.
+	Type string `yaml:"type"`
+	// Path is the jsonl file ("-" for standard output).
+	Path string `yaml:"path,omitempty"`
+	// URL receives webhook, splunk_hec (…/services/collector/event) or
+	// otlp (…/v1/logs) POSTs.
+	URL string `yaml:"url,omitempty"`
+	// Headers are added to each HTTP request; values are secret references.
+	Headers map[string]Secret `yaml:"headers,omitempty"`
+	// Token is the Splunk HEC token (secret reference).
+	Token Secret `yaml:"token,omitempty"`
+	// Index is the Splunk index (optional).
+	Index string `yaml:"index,omitempty"`
+	// SpoolDir holds the bounded on-disk spool. Default: next to the audit
+	// database, "<sqlite>.export/<name>" (required with postgres).
+	SpoolDir string `yaml:"spool_dir,omitempty"`
+	// MaxSpoolBytes bounds the spool. Default 256 MiB.
+	MaxSpoolBytes int64 `yaml:"max_spool_bytes,omitempty"`
 }
 
 // AuditContent configures content capture (docs/audit.md).
@@ -86,6 +114,11 @@ func (a *Audit) applyDefaults() {
 	}
 	if a.CheckpointInterval == 0 {
 		a.CheckpointInterval = 10 * time.Second
+	}
+	for i := range a.Export {
+		if a.Export[i].Name == "" {
+			a.Export[i].Name = fmt.Sprintf("%s-%d", a.Export[i].Type, i)
+		}
 	}
 	if a.Content.Capture == "" {
 		a.Content.Capture = "off"
@@ -139,6 +172,38 @@ func (a *Audit) validate(v *validator) {
 		v.add("retention", "is supported with postgres only (SQLite keeps everything)")
 	}
 	a.Content.validate(v.at("content"))
+	names := map[string]bool{}
+	for i := range a.Export {
+		x := &a.Export[i]
+		xv := v.index("export", i)
+		switch x.Type {
+		case "jsonl":
+			if x.Path == "" {
+				xv.add("path", "is required for jsonl (\"-\" for standard output)")
+			}
+		case "webhook", "splunk_hec", "otlp":
+			if x.URL == "" {
+				xv.add("url", "is required for %s", x.Type)
+			} else if _, err := parseURL(x.URL, false); err != nil {
+				xv.add("url", "%v", err)
+			}
+			if x.Type == "splunk_hec" && !x.Token.IsSet() {
+				xv.add("token", "is required for splunk_hec")
+			}
+		default:
+			xv.add("type", "%q is not jsonl, webhook, splunk_hec or otlp", x.Type)
+		}
+		if names[x.Name] {
+			xv.add("name", "%q is used twice", x.Name)
+		}
+		names[x.Name] = true
+		if x.SpoolDir == "" && a.SQLite == "" {
+			xv.add("spool_dir", "is required with postgres")
+		}
+		if x.MaxSpoolBytes < 0 {
+			xv.add("max_spool_bytes", "must not be negative")
+		}
+	}
 }
 
 func (c *AuditContent) validate(v *validator) {
