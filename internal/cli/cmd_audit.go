@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -486,4 +487,48 @@ func buildExporters(src export.Source, c config.Audit, stdout io.Writer, log *sl
 		out = append(out, x)
 	}
 	return out, nil
+}
+
+// auditInstance is audit.instance, defaulting to the host name.
+func auditInstance(c config.Audit) string {
+	if c.Instance != "" {
+		return c.Instance
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "gatehouse"
+}
+
+// auditSigningKey parses audit.signing_key (nil when unset).
+func auditSigningKey(c config.Audit) (ed25519.PrivateKey, error) {
+	if !c.SigningKey.IsSet() {
+		return nil, nil
+	}
+	k, err := audit.ParseSigningKey(c.SigningKey.Value())
+	if err != nil {
+		return nil, fmt.Errorf("audit.signing_key: %w", err)
+	}
+	return k, nil
+}
+
+// auditSQLiteOptions maps the audit section onto the SQLite store's
+// options for the serving gateway (for buildGateway's openAuditStore).
+func auditSQLiteOptions(c config.Audit, log *slog.Logger) (auditsqlite.Options, error) {
+	key, err := auditSigningKey(c)
+	if err != nil {
+		return auditsqlite.Options{}, err
+	}
+	return auditsqlite.Options{Path: c.SQLite, Sync: c.Sync, Logger: log, SigningKey: key, CheckpointEvery: c.CheckpointInterval}, nil
+}
+
+// auditPostgresOptions maps the audit section onto the PostgreSQL store's
+// options for the serving gateway.
+func auditPostgresOptions(c config.Audit, log *slog.Logger) (auditpostgres.Options, error) {
+	key, err := auditSigningKey(c)
+	if err != nil {
+		return auditpostgres.Options{}, err
+	}
+	return auditpostgres.Options{DSN: c.Postgres, Instance: auditInstance(c), SigningKey: key,
+		CheckpointEvery: c.CheckpointInterval, Retention: c.Retention, Logger: log}, nil
 }
