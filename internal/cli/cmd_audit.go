@@ -532,3 +532,45 @@ func auditPostgresOptions(c config.Audit, log *slog.Logger) (auditpostgres.Optio
 	return auditpostgres.Options{DSN: c.Postgres, Instance: auditInstance(c), SigningKey: key,
 		CheckpointEvery: c.CheckpointInterval, Retention: c.Retention, Logger: log}, nil
 }
+
+// auditInner is a fully featured audit store: records, recovery, hash
+// chain verification, export source and content.
+type auditInner interface {
+	audit.Store
+	audit.Recoverer
+	audit.Verifier
+	export.Source
+	content.Store
+}
+
+// openAuditInner opens the configured store (SQLite or PostgreSQL) for
+// the serving gateway with every audit option applied: signing key,
+// checkpoint interval, instance, retention. buildGateway wraps a SQLite
+// store with the journal and recovers with auditInstance(c).
+func openAuditInner(ctx context.Context, c config.Audit, log *slog.Logger) (auditInner, error) {
+	if c.Postgres != "" {
+		o, err := auditPostgresOptions(c, log)
+		if err != nil {
+			return nil, err
+		}
+		st, err := auditpostgres.Open(ctx, o)
+		if err != nil {
+			return nil, fmt.Errorf("audit: opening PostgreSQL: %w", err)
+		}
+		return st, nil
+	}
+	if dir := filepath.Dir(c.SQLite); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+	}
+	o, err := auditSQLiteOptions(c, log)
+	if err != nil {
+		return nil, err
+	}
+	st, err := auditsqlite.Open(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("audit: opening %s: %w", c.SQLite, err)
+	}
+	return st, nil
+}

@@ -331,3 +331,30 @@ func TestAuditExportConfig(t *testing.T) {
 		t.Errorf("spool cursor not next to the database: %v", err)
 	}
 }
+
+func TestOpenAuditInnerSignsCheckpoints(t *testing.T) {
+	cfgPath, _, getenv := auditFixture(t)
+	cfg, err := loadConfig(&env{getenv: getenv}, cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := openAuditInner(context.Background(), cfg.Audit, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := audittest.Sample("inner-1", time.Hour)
+	r.Instance = auditInstance(cfg.Audit)
+	if err := st.Begin(context.Background(), []*audit.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := st.Recover(context.Background(), r.Instance); err != nil || n != 1 {
+		t.Fatalf("Recover = %d, %v", n, err)
+	}
+	if err := st.Close(); err != nil { // writes the final signed checkpoint
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, getenv, "audit", "verify", "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "signed coverage: 12 entries") {
+		t.Fatalf("verify: exit %d\n%s", code, out)
+	}
+}
