@@ -16,6 +16,10 @@ import (
 // wrapped for logging; it is never shown to clients.
 var ErrUnavailable = errors.New("audit store unavailable")
 
+// ErrNoRequestID is returned by Begin for a record without a request id
+// (a programming error, not a store failure).
+var ErrNoRequestID = errors.New("audit record has no request_id")
+
 // ErrClosed is wrapped (together with ErrUnavailable) by Begin after Close.
 var ErrClosed = errors.New("audit recorder closed")
 
@@ -61,6 +65,7 @@ type RecorderStats struct {
 	Failures uint64 // store writes that failed (begin and finish, per attempt)
 	Refused  uint64 // fail-closed: Begin calls answered with ErrUnavailable
 	Gaps     uint64 // fail-open: requests served without a durable begin record
+	Dropped  uint64 // finished records without a request id, discarded
 }
 
 // Recorder writes audit records through a Store with group commit: concurrent
@@ -96,7 +101,7 @@ type Recorder struct {
 	closeErr error
 
 	beginBatches, beginRecords, finishBatches, finishRecords atomic.Uint64
-	failures, refused, gaps                                  atomic.Uint64
+	failures, refused, gaps, dropped                         atomic.Uint64
 	writeNanos, lastWrite, maxWrite                          atomic.Int64
 	beginQueue                                               atomic.Int64
 }
@@ -161,6 +166,9 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 // (bounded by WriteTimeout). Begin copies rec; the caller keeps ownership
 // of it.
 func (r *Recorder) Begin(ctx context.Context, rec *Record) error {
+	if rec.RequestID == "" {
+		return ErrNoRequestID
+	}
 	if rec.Time.IsZero() {
 		rec.Time = r.now().UTC()
 	}
@@ -334,6 +342,12 @@ func (r *Recorder) write(begin bool, recs []*Record) error {
 // now on: the caller must not touch it again. A failed write is retried
 // with backoff; Close flushes what is left.
 func (r *Recorder) Finish(rec *Record) {
+	if rec.RequestID == "" {
+		// It could never be written and would block the queue behind it.
+		r.dropped.Add(1)
+		r.log.Error("audit finish without request_id dropped (a gateway bug)")
+		return
+	}
 	if rec.Time.IsZero() {
 		rec.Time = r.now().UTC()
 	}
@@ -473,5 +487,6 @@ func (r *Recorder) Stats() RecorderStats {
 		Failures:         r.failures.Load(),
 		Refused:          r.refused.Load(),
 		Gaps:             r.gaps.Load(),
+		Dropped:          r.dropped.Load(),
 	}
 }

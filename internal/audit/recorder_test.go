@@ -366,3 +366,23 @@ func TestWriteCSV(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordWithoutRequestID(t *testing.T) {
+	f, s := newStore(t)
+	r := newRecorder(t, audit.RecorderOptions{Store: f, FlushInterval: 5 * time.Millisecond})
+	if err := r.Begin(context.Background(), &audit.Record{}); !errors.Is(err, audit.ErrNoRequestID) || errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("Begin without id: %v", err)
+	}
+	// A bad finished record must not block the good one behind it.
+	r.Finish(&audit.Record{State: audit.StateCompleted})
+	good := &audit.Record{RequestID: "good"}
+	if err := r.Begin(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	good.State = audit.StateCompleted
+	r.Finish(good)
+	waitFor(t, "the good record", func() bool { return listAll(t, s)["good"].State == audit.StateCompleted })
+	if st := r.Stats(); st.Dropped != 1 || st.Failures != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
