@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -133,11 +134,16 @@ func (p Problem) String() string {
 
 // VerifyReport is the result of verifying a store.
 type VerifyReport struct {
-	Entries     int64     `json:"entries"`
-	Records     int64     `json:"records"`
-	Checkpoints int       `json:"checkpoints"`
-	Covered     int64     `json:"covered"` // entries covered by a valid signed checkpoint
-	Problems    []Problem `json:"problems"`
+	Entries     int64 `json:"entries"`
+	Records     int64 `json:"records"`
+	Checkpoints int   `json:"checkpoints"`
+	Covered     int64 `json:"covered"` // entries covered by a valid signed checkpoint (all chains)
+	// Unsigned lists chains with entries that no valid checkpoint covers
+	// at all (checked only with a key): their tail could be truncated or
+	// re-chained undetectably. Not a proof of tampering (a gateway may run
+	// without signing_key, or not have written its first checkpoint yet).
+	Unsigned []string  `json:"unsigned,omitempty"`
+	Problems []Problem `json:"problems"`
 }
 
 // OK reports whether no problem was found.
@@ -181,7 +187,7 @@ type chainState struct {
 	last    int64
 	byHash  map[string]int64 // stored hash → seq, to classify broken links
 	hashes  map[int64][]byte // seq → stored hash (for checkpoint checks)
-	rewrote bool
+	covered int64
 }
 
 type latestRef struct {
@@ -275,7 +281,7 @@ func (v *ChainVerifier) Checkpoint(c *Checkpoint) {
 			Detail: fmt.Sprintf("entry %d does not match the signed checkpoint of %s (chain re-computed after tampering)", size, lines[3])})
 		return
 	}
-	v.rep.Covered = max(v.rep.Covered, size)
+	st.covered = max(st.covered, size)
 }
 
 // Record feeds one stored record (any order).
@@ -313,6 +319,18 @@ func (v *ChainVerifier) Record(r *Record) {
 // Report finishes verification: chained request ids without a record are
 // reported deleted.
 func (v *ChainVerifier) Report() *VerifyReport {
+	names := make([]string, 0, len(v.chains))
+	for name := range v.chains {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		st := v.chains[name]
+		v.rep.Covered += st.covered
+		if v.pub != nil && st.last > 0 && st.covered == 0 {
+			v.rep.Unsigned = append(v.rep.Unsigned, name)
+		}
+	}
 	for _, b := range v.broken {
 		st := v.chains[b.chain]
 		if j, ok := st.byHash[string(b.prev)]; ok && j != b.seq {

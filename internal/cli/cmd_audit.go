@@ -213,7 +213,8 @@ type auditWriter interface {
 
 func openAuditWriter(ctx context.Context, c config.Audit) (auditWriter, error) {
 	if c.Postgres != "" {
-		st, err := auditpostgres.Open(ctx, auditpostgres.Options{DSN: c.Postgres, Instance: "cli"})
+		key, _ := auditSigningKey(c) // signs the cli chain when the operator holds the key
+		st, err := auditpostgres.Open(ctx, auditpostgres.Options{DSN: c.Postgres, Instance: "cli", SigningKey: key})
 		if err != nil {
 			return nil, fmt.Errorf("opening the PostgreSQL audit store: %w", err)
 		}
@@ -402,6 +403,9 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "%d records, %d chain entries, %d checkpoints (signed coverage: %d entries)\n",
 			rep.Records, rep.Entries, rep.Checkpoints, rep.Covered)
+		for _, c := range rep.Unsigned {
+			fmt.Fprintf(e.stdout, "WARNING: chain %s has no checkpoint signed by this key: its entries are protected by the hash chain only\n", c)
+		}
 		for _, p := range rep.Problems {
 			fmt.Fprintf(e.stdout, "  %s\n", p)
 		}

@@ -121,7 +121,7 @@ func TestReplicasChainsVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || rep.Records != 240 || rep.Entries != 480 || rep.Checkpoints != 3 || rep.Covered != 160 {
+	if !rep.OK() || rep.Records != 240 || rep.Entries != 480 || rep.Checkpoints != 3 || rep.Covered != 480 || len(rep.Unsigned) != 0 {
 		t.Fatalf("report %+v", rep)
 	}
 	conn, err := pgx.Connect(ctx, dsn(t))

@@ -220,3 +220,15 @@ func TestRecoverIsChained(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 }
+
+func TestVerifyReportsUnsignedChain(t *testing.T) {
+	path, priv := seedSigned(t, nil)
+	rawExec(t, path, "DELETE FROM audit_checkpoints")
+	rep := verify(t, path, priv.Public().(ed25519.PublicKey))
+	if len(rep.Unsigned) != 1 || rep.Unsigned[0] != "main" || rep.Covered != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	if rep := verify(t, path, nil); len(rep.Unsigned) != 0 {
+		t.Fatalf("without a key nothing can be called unsigned: %+v", rep)
+	}
+}
