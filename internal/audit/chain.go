@@ -73,6 +73,7 @@ func RecordPayload(rec *Record) ([]byte, error) {
 //	<base64(head)>
 //	<time RFC 3339>
 type Checkpoint struct {
+	ID        int64 // store row id (ordering); not signed
 	Chain     string
 	Size      int64
 	Head      []byte

@@ -37,14 +37,36 @@ type Source interface {
 	ChainAfter(ctx context.Context, chain string, after int64, limit int) ([]audit.ChainEntry, error)
 }
 
-// Event is one exported audit event: a chain entry with its record.
+// CheckpointSource is implemented by sources that keep signed
+// checkpoints; the exporter then ships each checkpoint too (kind
+// "checkpoint"), anchoring the chain heads outside the store.
+type CheckpointSource interface {
+	CheckpointsAfter(ctx context.Context, after int64, limit int) ([]audit.Checkpoint, error)
+}
+
+// checkpointCursor is the sources key of the checkpoint position.
+const checkpointCursor = "#checkpoints"
+
+// CheckpointJSON is the "record" of a checkpoint event.
+type CheckpointJSON struct {
+	Chain     string    `json:"chain"`
+	Size      int64     `json:"size"`
+	Head      []byte    `json:"head"` // base64
+	Time      time.Time `json:"time"`
+	KeyID     string    `json:"key_id"`
+	Note      string    `json:"note"`
+	Signature []byte    `json:"signature"` // base64, Ed25519 over note
+}
+
+// Event is one exported audit event: a chain entry with its record, or
+// (kind "checkpoint") a signed checkpoint.
 type Event struct {
 	// IdempotencyKey is "<chain>/<seq>": unique per event and stable across
 	// retries and restarts, so receivers can drop duplicates.
 	IdempotencyKey string          `json:"idempotency_key"`
 	Chain          string          `json:"chain"`
 	ChainSeq       int64           `json:"chain_seq"`
-	Kind           string          `json:"kind"` // begin, finish, recover
+	Kind           string          `json:"kind"` // begin, finish, recover, checkpoint
 	Record         json.RawMessage `json:"record"`
 }
 
@@ -285,6 +307,11 @@ func (x *Exporter) pull(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if cs, ok := x.opts.Source.(CheckpointSource); ok {
+		if err := x.pullCheckpoints(ctx, cs); err != nil {
+			return err
+		}
+	}
 	for _, ch := range chains {
 		for {
 			x.mu.Lock()
@@ -313,12 +340,52 @@ func (x *Exporter) pull(ctx context.Context) error {
 	return nil
 }
 
-// spool appends entries durably, then records the source position.
+func (x *Exporter) pullCheckpoints(ctx context.Context, cs CheckpointSource) error {
+	for {
+		x.mu.Lock()
+		room := x.pending < x.opts.MaxSpoolBytes
+		after := x.sources[checkpointCursor]
+		x.mu.Unlock()
+		if !room {
+			x.full.Add(1)
+			return nil
+		}
+		cps, err := cs.CheckpointsAfter(ctx, after, x.opts.BatchSize)
+		if err != nil || len(cps) == 0 {
+			return err
+		}
+		evs := make([]Event, len(cps))
+		for i, c := range cps {
+			b, err := json.Marshal(CheckpointJSON{Chain: c.Chain, Size: c.Size, Head: c.Head, Time: c.Time, KeyID: c.KeyID, Note: c.Note, Signature: c.Signature})
+			if err != nil {
+				return err
+			}
+			evs[i] = Event{IdempotencyKey: "checkpoint/" + c.Chain + "/" + strconv.FormatInt(c.Size, 10), Chain: c.Chain, ChainSeq: c.Size, Kind: "checkpoint", Record: b}
+		}
+		if err := x.spoolEvents(evs, checkpointCursor, cps[len(cps)-1].ID); err != nil {
+			return err
+		}
+		if len(cps) < x.opts.BatchSize {
+			return nil
+		}
+	}
+}
+
+// spool appends chain entries durably, then records the source position.
 func (x *Exporter) spool(ents []audit.ChainEntry) error {
+	evs := make([]Event, len(ents))
+	for i, e := range ents {
+		evs[i] = Event{IdempotencyKey: e.Chain + "/" + strconv.FormatInt(e.Seq, 10), Chain: e.Chain, ChainSeq: e.Seq, Kind: e.Kind, Record: e.Payload}
+	}
+	last := ents[len(ents)-1]
+	return x.spoolEvents(evs, last.Chain, last.Seq)
+}
+
+// spoolEvents appends events durably, then sets sources[key] = pos.
+func (x *Exporter) spoolEvents(evs []Event, key string, pos int64) error {
 	var buf bytes.Buffer
-	for _, e := range ents {
-		ev := Event{IdempotencyKey: e.Chain + "/" + strconv.FormatInt(e.Seq, 10), Chain: e.Chain, ChainSeq: e.Seq, Kind: e.Kind, Record: e.Payload}
-		b, err := json.Marshal(&ev)
+	for i := range evs {
+		b, err := json.Marshal(&evs[i])
 		if err != nil {
 			return err
 		}
@@ -341,8 +408,7 @@ func (x *Exporter) spool(ents []audit.ChainEntry) error {
 		return fmt.Errorf("export: spool: %w", err)
 	}
 	x.pending += int64(buf.Len())
-	last := ents[len(ents)-1]
-	x.sources[last.Chain] = last.Seq
+	x.sources[key] = pos
 	if err := writeJSON(filepath.Join(x.opts.Dir, "sources"), cursorFile{Sources: x.sources}); err != nil {
 		return fmt.Errorf("export: sources: %w", err)
 	}

@@ -3,6 +3,7 @@ package export_test
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -308,14 +309,18 @@ func TestSpoolIsBoundedAndLosesNothing(t *testing.T) {
 	waitFor(t, "everything delivered", func() bool { return rc.count() == 150 })
 }
 
-func TestJSONLinesFile(t *testing.T) {
+func TestJSONLinesFileWithCheckpoints(t *testing.T) {
 	dir := t.TempDir()
-	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: filepath.Join(dir, "a.db")})
+	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: filepath.Join(dir, "a.db"), SigningKey: priv})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	writeRecords(t, st, 0, 4)
+	if err := st.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "audit.jsonl")
 	x, err := export.New(export.Options{Source: st, Sink: export.NewJSONLinesFile(out), Dir: filepath.Join(dir, "spool"), PollInterval: 5 * time.Millisecond})
 	if err != nil {
@@ -324,15 +329,31 @@ func TestJSONLinesFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go x.Run(ctx)
-	waitFor(t, "6 lines", func() bool {
+	waitFor(t, "7 lines", func() bool {
 		b, _ := os.ReadFile(out)
-		return strings.Count(string(b), "\n") == 6
+		return strings.Count(string(b), "\n") == 7
 	})
 	b, _ := os.ReadFile(out)
-	first := strings.SplitN(string(b), "\n", 2)[0]
-	var ev export.Event
-	if err := json.Unmarshal([]byte(first), &ev); err != nil || ev.IdempotencyKey != "main/1" || ev.Kind != "begin" {
-		t.Fatalf("first line %q: %v", first, err)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	kinds := map[string]int{}
+	for _, l := range lines {
+		var ev export.Event
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		kinds[ev.Kind]++
+		if ev.Kind == "checkpoint" {
+			var c export.CheckpointJSON
+			if err := json.Unmarshal(ev.Record, &c); err != nil {
+				t.Fatal(err)
+			}
+			if ev.IdempotencyKey != "checkpoint/main/6" || c.Size != 6 || !ed25519.Verify(priv.Public().(ed25519.PublicKey), []byte(c.Note), c.Signature) {
+				t.Errorf("checkpoint event %s: %+v", ev.IdempotencyKey, c)
+			}
+		}
+	}
+	if kinds["begin"] != 4 || kinds["finish"] != 2 || kinds["checkpoint"] != 1 {
+		t.Errorf("kinds %v", kinds)
 	}
 }
 

@@ -692,3 +692,24 @@ func (s *Store) ChainAfter(ctx context.Context, chain string, after int64, limit
 	}
 	return out, rows.Err()
 }
+
+// CheckpointsAfter returns up to limit signed checkpoints (all chains)
+// with row id greater than after.
+func (s *Store) CheckpointsAfter(ctx context.Context, after int64, limit int) ([]audit.Checkpoint, error) {
+	rows, err := s.pool.Query(ctx, "SELECT id, chain, size, head, time_ns, key_id, note, signature FROM audit_checkpoints WHERE id > $1 ORDER BY id LIMIT $2", after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit postgres: checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Checkpoint
+	for rows.Next() {
+		var c audit.Checkpoint
+		var ns int64
+		if err := rows.Scan(&c.ID, &c.Chain, &c.Size, &c.Head, &ns, &c.KeyID, &c.Note, &c.Signature); err != nil {
+			return nil, fmt.Errorf("audit postgres: checkpoints: %w", err)
+		}
+		c.Time = time.Unix(0, ns).UTC()
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

@@ -742,3 +742,24 @@ func (s *Store) ChainAfter(ctx context.Context, chain string, after int64, limit
 	}
 	return out, rows.Err()
 }
+
+// CheckpointsAfter returns up to limit signed checkpoints with row id
+// greater than after (the exporters anchor them off the machine).
+func (s *Store) CheckpointsAfter(ctx context.Context, after int64, limit int) ([]audit.Checkpoint, error) {
+	rows, err := s.reader.QueryContext(ctx, "SELECT id, size, head, time_ns, key_id, note, signature FROM audit_checkpoints WHERE id > ? ORDER BY id LIMIT ?", after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit sqlite: checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Checkpoint
+	for rows.Next() {
+		c := audit.Checkpoint{Chain: chainName}
+		var ns int64
+		if err := rows.Scan(&c.ID, &c.Size, &c.Head, &ns, &c.KeyID, &c.Note, &c.Signature); err != nil {
+			return nil, fmt.Errorf("audit sqlite: checkpoints: %w", err)
+		}
+		c.Time = time.Unix(0, ns).UTC()
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
