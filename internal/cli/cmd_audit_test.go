@@ -319,13 +319,13 @@ func TestAuditExportConfig(t *testing.T) {
 	done := make(chan struct{})
 	go func() { xs[0].Run(ctx); close(done) }()
 	deadline := time.Now().Add(5 * time.Second)
-	for strings.Count(out.String(), "\n") < 10 && time.Now().Before(deadline) {
+	for strings.Count(out.String(), "\n") < 11 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	<-done
-	if n := strings.Count(out.String(), "\n"); n != 10 { // 6 begins + 4 finishes
-		t.Fatalf("exported %d lines, want 10:\n%s", n, out.String())
+	if n := strings.Count(out.String(), "\n"); n != 11 { // 6 begins + 4 finishes + the signed checkpoint
+		t.Fatalf("exported %d lines, want 11:\n%s", n, out.String())
 	}
 	if _, err := os.Stat(filepath.Join(dbPath+".export", "jsonl-0", "cursor")); err != nil {
 		t.Errorf("spool cursor not next to the database: %v", err)
