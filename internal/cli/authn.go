@@ -52,18 +52,30 @@ func buildAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logge
 	if err != nil {
 		return authAdapter{}, err
 	}
+	var ps []authn.Provider
+	for _, p := range id.EffectiveProviders() {
+		ap := authn.Provider{Name: p.Name, Type: p.Type, Issuer: p.Issuer, Audiences: p.Audiences,
+			AllowedTenants: p.AllowedTenants, RequiredRoles: p.RequiredRoles, ClockSkew: p.ClockSkew,
+			TokenMode: p.TokenMode, DiscoveryURL: p.DiscoveryURL, JWKSURL: p.JWKSURL,
+			Algorithms: p.Algorithms, TokenVersions: p.TokenVersions, V1Issuer: p.V1Issuer,
+			MaxLifetime: p.MaxLifetime, AllowedClients: p.AllowedClients, RequiredScopes: p.RequiredScopes,
+			UserClaim: p.Claims.User, DisplayClaim: p.Claims.Display, GroupsClaim: p.Claims.Groups, RolesClaim: p.Claims.Roles,
+			RequiredGroups: p.RequiredGroups, GroupOverage: p.GroupOverage, BlockGuests: p.BlockGuests}
+		for _, r := range p.ClaimRules {
+			ap.ClaimRules = append(ap.ClaimRules, authn.ClaimRule{Claim: r.Claim, AnyOf: r.AnyOf, AllOf: r.AllOf})
+		}
+		if g := p.Graph; g != nil {
+			ap.Graph = authn.GraphOptions{BaseURL: g.BaseURL, TokenURL: g.TokenURL, ClientID: g.ClientID, ClientSecret: g.ClientSecret.Value(), Scope: g.Scope}
+		}
+		ps = append(ps, ap)
+	}
 	a, err := authn.New(ctx, authn.Options{
-		Revocations: revocations,
-		Providers: []authn.Provider{{
-			Name:           "default",
-			Type:           id.Type,
-			Issuer:         id.Issuer,
-			Audiences:      id.Audiences,
-			AllowedTenants: id.AllowedTenants,
-			RequiredRoles:  id.RequiredRoles,
-			ClockSkew:      id.ClockSkew,
-		}},
-		Logger: log,
+		Providers:          ps,
+		Revocations:        revocations,
+		Logger:             log,
+		KeyRefreshCooldown: id.KeyRefreshCooldown,
+		MaxTokenAge:        id.MaxTokenAge,
+		CacheSize:          id.CacheSize,
 	})
 	if err != nil {
 		closeRevocations()

@@ -3,7 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -61,6 +69,9 @@ type harness struct {
 	logs        *syncBuffer
 	stop        context.CancelFunc
 	done        chan int
+	client      *http.Client // trusts the gateway's certificate when tls is on
+	certFile    string
+	keyFile     string
 }
 
 type harnessOptions struct {
@@ -71,6 +82,7 @@ type harnessOptions struct {
 	serverYAML   string // the server: section body
 	upstreamYAML string // extra keys for the upstream entry
 	logLevel     string // default debug
+	tls          bool   // serve HTTPS with a fresh self-signed certificate
 }
 
 func freeAddr(t testing.TB) string {
@@ -85,7 +97,7 @@ func freeAddr(t testing.TB) string {
 
 func startGateway(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan int, 1)}
+	h := &harness{t: t, dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan int, 1), client: http.DefaultClient}
 	var err error
 	h.idp, err = idp.Start(idp.Options{Tenants: []string{testTenant}, DefaultUser: userAda})
 	if err != nil {
@@ -115,6 +127,13 @@ func startGateway(t testing.TB, o harnessOptions) *harness {
 	}
 	addr := freeAddr(t)
 	h.base = "http://" + addr
+	if o.tls {
+		h.certFile, h.keyFile = filepath.Join(h.dir, "tls.crt"), filepath.Join(h.dir, "tls.key")
+		pool := writeSelfSigned(t, h.certFile, h.keyFile, 1)
+		h.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+		h.base = "https://" + addr
+		o.serverYAML += fmt.Sprintf("\ntls:\n  cert_file: %s\n  key_file: %s\n", h.certFile, h.keyFile)
+	}
 	h.auditPath = filepath.Join(h.dir, "audit.db")
 	cfg := fmt.Sprintf(`listen: %s
 identity:
@@ -186,7 +205,7 @@ func (h *harness) waitReady() {
 			default:
 			}
 		}
-		resp, err := http.Get(h.base + "/readyz")
+		resp, err := h.client.Get(h.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -200,8 +219,10 @@ func (h *harness) waitReady() {
 
 // shutdown stops the gateway like SIGTERM and returns its exit code.
 func (h *harness) shutdown() int {
-	if h.stop == nil {
-		return <-h.done
+	if h.stop == nil { // already stopping or stopped: share the one exit code
+		code := <-h.done
+		h.done <- code
+		return code
 	}
 	h.stop()
 	h.stop = nil
@@ -250,9 +271,36 @@ func (h *harness) post(path, token string, body string, hdr map[string]string) *
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	return resp
+}
+
+// writeSelfSigned writes a certificate for 127.0.0.1 with the given serial
+// and returns a pool trusting it.
+func writeSelfSigned(t testing.TB, certFile, keyFile string, serial int64) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "gatehouse test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return pool
 }

@@ -59,11 +59,22 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) string, 
 		defer msrv.Close()
 		log.Info("metrics listening", slog.String("addr", mln.Addr().String()))
 	}
-	log.Info("gatehouse listening", slog.String("addr", ln.Addr().String()), slog.Int("models", len(cfg.Models)), slog.Int("upstreams", len(cfg.Upstreams)))
+	scheme := "http"
+	if t := cfg.Server.TLS; t != nil {
+		cr, err := server.NewCertReloader(t.CertFile, t.KeyFile, log)
+		if err != nil {
+			ln.Close()
+			g.close(context.Background())
+			return err
+		}
+		srv.TLSConfig = cr.TLSConfig()
+		scheme = "https"
+	}
+	log.Info("gatehouse listening", slog.String("scheme", scheme), slog.String("addr", ln.Addr().String()), slog.Int("models", len(cfg.Models)), slog.Int("upstreams", len(cfg.Upstreams)))
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	serveErr := server.Serve(ctx, srv, ln, 30*time.Second)
+	serveErr := server.Serve(ctx, srv, ln, cfg.Server.ShutdownTimeout)
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	closeErr := g.close(cctx)

@@ -21,6 +21,18 @@ type Server struct {
 	MaxRequestDuration time.Duration `yaml:"max_request_duration,omitempty"`
 	// MaxHeaderBytes caps request headers (431 above). Default 64 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes,omitempty"`
+	// ShutdownTimeout is how long in-flight requests (streams) may finish
+	// after SIGTERM before connections are closed. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout,omitempty"`
+	// TLS serves HTTPS (TLS 1.2 minimum, HTTP/2) when set.
+	TLS *TLS `yaml:"tls,omitempty"`
+}
+
+// TLS names the certificate and key files; new files are picked up without
+// a restart.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 func (s *Server) applyDefaults() {
@@ -45,6 +57,9 @@ func (s *Server) applyDefaults() {
 	if s.MaxHeaderBytes == 0 {
 		s.MaxHeaderBytes = 64 << 10
 	}
+	if s.ShutdownTimeout == 0 {
+		s.ShutdownTimeout = 30 * time.Second
+	}
 }
 
 func (s *Server) validate(v *validator) {
@@ -60,6 +75,7 @@ func (s *Server) validate(v *validator) {
 		{"idle_timeout", s.IdleTimeout},
 		{"write_idle_timeout", s.WriteIdleTimeout},
 		{"max_request_duration", s.MaxRequestDuration},
+		{"shutdown_timeout", s.ShutdownTimeout},
 	} {
 		if d.val < 0 {
 			v.add(d.name, "must not be negative")
@@ -67,6 +83,14 @@ func (s *Server) validate(v *validator) {
 	}
 	if s.MaxHeaderBytes < 4096 {
 		v.add("max_header_bytes", "must be at least 4096")
+	}
+	if s.TLS != nil {
+		if s.TLS.CertFile == "" {
+			v.add("tls.cert_file", "is required with tls")
+		}
+		if s.TLS.KeyFile == "" {
+			v.add("tls.key_file", "is required with tls")
+		}
 	}
 }
 

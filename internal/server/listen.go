@@ -42,12 +42,20 @@ func NewHTTPServer(h http.Handler, o HTTPOptions) *http.Server {
 // Serve serves on ln until ctx is done, then shuts down gracefully: it stops
 // accepting, lets in-flight requests finish up to ShutdownTimeout, and
 // returns nil on a clean stop.
+//
+// When srv.TLSConfig is set the listener serves TLS (HTTP/2 and HTTP/1.1).
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, shutdownTimeout time.Duration) error {
 	if shutdownTimeout == 0 {
 		shutdownTimeout = 30 * time.Second
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
