@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/credential"
 	"github.com/gatehouse-dev/gatehouse/internal/doctor"
 	"github.com/gatehouse-dev/gatehouse/internal/profile"
+	"github.com/gatehouse-dev/gatehouse/internal/upstream"
 )
 
 const doctorSynopsis = "(--config FILE | --url URL) [--token TOKEN] [--profile FILE]... [--json] [--timeout 10s] [--skip NAME]..."
@@ -252,31 +253,33 @@ func configChecks(e *env, cfg *config.Config, in doctorInput) (checks []doctor.C
 		tlsURLs = append(tlsURLs, id.Issuer)
 	}
 
-	var pemErrs []string
-	for _, u := range cfg.Upstreams {
-		if u.CABundle == "" {
-			continue
-		}
-		if roots == nil {
-			roots, _ = x509.SystemCertPool()
-			if roots == nil {
-				roots = x509.NewCertPool()
-			}
-		}
-		if data, err := os.ReadFile(u.CABundle); err != nil || !roots.AppendCertsFromPEM(data) {
-			pemErrs = append(pemErrs, u.CABundle)
-		}
-	}
-	for _, u := range cfg.Upstreams {
+	var caProblems []string
+	for i := range cfg.Upstreams {
+		u := &cfg.Upstreams[i]
 		o := doctor.UpstreamOptions{Name: u.Name, Provider: u.Provider, BaseURL: u.BaseURL, Model: upstreamProbeModel(cfg, u.Name)}
-		o.Credential, o.CredentialKind, o.CredentialProblem = doctorCredential(e, u)
-		o.Client = doctorUpstreamClient(u, roots)
+		client, entra, problem := doctorUpstreamClients(e, u)
+		if problem != "" {
+			caProblems = append(caProblems, problem)
+		}
+		o.Client = client
+		o.Credential, o.CredentialKind, o.CredentialProblem = doctorCredential(e, *u, entra)
 		checks = append(checks, doctor.Upstream(o))
 		clockURLs = append(clockURLs, u.BaseURL)
 		tlsURLs = append(tlsURLs, u.BaseURL)
+		if u.CABundle != "" {
+			if data, err := os.ReadFile(u.CABundle); err == nil {
+				if roots == nil {
+					if roots, _ = x509.SystemCertPool(); roots == nil {
+						roots = x509.NewCertPool()
+					}
+				}
+				roots.AppendCertsFromPEM(data)
+			}
+		}
 	}
-	if len(pemErrs) > 0 {
-		checks = append(checks, doctor.Fixed("ca-bundle", doctor.Failf("point ca_bundle at a readable PEM file of CA certificates", "unreadable or empty CA bundle(s): %s", strings.Join(pemErrs, ", "))))
+	if len(caProblems) > 0 {
+		checks = append(checks, doctor.Fixed("transport-settings", doctor.Failf("point ca_bundle at a readable PEM file of CA certificates, and proxy.url at http(s)://host:port",
+			"%s", strings.Join(caProblems, "\n"))))
 	}
 
 	checks = append(checks, doctor.AuditSQLite(cfg.Audit.SQLite))
@@ -320,9 +323,14 @@ func (h headerCredential) Apply(ctx context.Context, r *http.Request) error {
 	return h.inner.Apply(ctx, r)
 }
 
-// doctorCredential builds the upstream's credential as the gateway would.
-func doctorCredential(e *env, u config.Upstream) (doctor.Credential, string, string) {
+// doctorCredential builds the upstream's credential as the gateway does
+// (cli/upstreams.go), with short token retries so that a check fits its
+// time limit. entra carries Entra token requests (the upstream's proxy and
+// CA bundle).
+func doctorCredential(e *env, u config.Upstream, entra *http.Client) (doctor.Credential, string, string) {
 	tok := credential.TokenOptions{MaxAttempts: 2, RetryDelay: 200 * time.Millisecond, FetchTimeout: 8 * time.Second}
+	entraTok := tok
+	entraTok.HTTPClient = entra
 	var (
 		c    credential.Credential
 		kind string
@@ -352,7 +360,7 @@ func doctorCredential(e *env, u config.Upstream) (doctor.Credential, string, str
 	case u.Azure != nil && u.Azure.WorkloadIdentity != nil:
 		kind = "workload_identity"
 		wi := u.Azure.WorkloadIdentity
-		c, err = credential.NewWorkloadIdentity(credential.WorkloadIdentityOptions{TokenOptions: tok, Scope: u.Azure.Scope,
+		c, err = credential.NewWorkloadIdentity(credential.WorkloadIdentityOptions{TokenOptions: entraTok, Scope: u.Azure.Scope,
 			ClientID: wi.ClientID, TenantID: wi.TenantID, TokenFile: wi.TokenFile, AuthorityHost: wi.AuthorityHost, Getenv: e.getenv})
 	case u.Azure != nil && u.Azure.ServicePrincipal != nil:
 		kind = "service_principal"
@@ -360,7 +368,7 @@ func doctorCredential(e *env, u config.Upstream) (doctor.Credential, string, str
 		if sp.ClientSecret.IsSet() && sp.ClientSecret.Value() == "" {
 			return nil, kind, unresolved(sp.ClientSecret)
 		}
-		c, err = credential.NewServicePrincipal(credential.ServicePrincipalOptions{TokenOptions: tok, Scope: u.Azure.Scope,
+		c, err = credential.NewServicePrincipal(credential.ServicePrincipalOptions{TokenOptions: entraTok, Scope: u.Azure.Scope,
 			TenantID: sp.TenantID, ClientID: sp.ClientID, ClientSecret: sp.ClientSecret.Value(), CertificateFile: sp.CertificateFile, AuthorityHost: sp.AuthorityHost})
 	default:
 		return nil, "", "no credential configured (see config-valid)"
@@ -374,26 +382,37 @@ func doctorCredential(e *env, u config.Upstream) (doctor.Credential, string, str
 	return c, kind, ""
 }
 
-// doctorUpstreamClient mirrors the gateway's upstream client: verified TLS
-// (with the upstream's CA bundle), no proxy unless configured, no redirects.
-func doctorUpstreamClient(u config.Upstream, roots *x509.CertPool) *http.Client {
-	c := doctor.NewHTTPClient(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots})
-	if p := u.Proxy; p != nil {
-		tr := c.Transport.(*http.Transport)
-		switch {
-		case p.FromEnvironment:
-			tr.Proxy = http.ProxyFromEnvironment
-		case p.URL != "":
-			raw := p.URL
-			if !strings.Contains(raw, "://") {
-				raw = "http://" + raw
-			}
-			if pu, err := url.Parse(raw); err == nil {
-				tr.Proxy = http.ProxyURL(pu)
-			}
+// doctorUpstreamClients mirrors the gateway's upstream transport: verified
+// TLS with the upstream's CA bundle, its proxy (never HTTPS_PROXY unless
+// proxy.from_environment), no redirects. It returns the probe client, the
+// client for Entra token requests, and a problem with the CA bundle or
+// proxy, if any (the probe then goes without them).
+func doctorUpstreamClients(e *env, u *config.Upstream) (probe, entra *http.Client, problem string) {
+	var roots *x509.CertPool
+	if u.CABundle != "" {
+		pool, err := upstream.LoadCABundle(u.CABundle, true)
+		if err != nil {
+			problem = fmt.Sprintf("upstream %s: %v", u.Name, err)
+		} else {
+			roots = pool
 		}
 	}
-	return c
+	var po upstream.ProxyOptions
+	if p := u.Proxy; p != nil {
+		if p.FromEnvironment {
+			po = upstream.ProxyFromEnv(e.getenv)
+		} else {
+			po = upstream.ProxyOptions{URL: p.URL, NoProxy: p.NoProxy}
+		}
+	}
+	proxy, err := po.ProxyFunc()
+	if err != nil {
+		problem = strings.TrimPrefix(problem+"; ", "; ") + fmt.Sprintf("upstream %s: proxy: %v", u.Name, err)
+		proxy = nil
+	}
+	probe = doctor.NewHTTPClient(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots})
+	probe.Transport.(*http.Transport).Proxy = proxy
+	return probe, credential.NewHTTPClient(proxy, roots), problem
 }
 
 // lookupConfigString reads a string setting by its YAML path (for example

@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	fakeanthropic "github.com/gatehouse-dev/gatehouse/internal/fake/anthropic"
+	fakeazure "github.com/gatehouse-dev/gatehouse/internal/fake/azure"
 	"github.com/gatehouse-dev/gatehouse/internal/fake/idp"
 )
 
@@ -458,4 +460,74 @@ func TestLookupConfigString(t *testing.T) {
 			t.Errorf("%v = %q, %v; want %q, %v", c.path, got, ok, c.want, c.ok)
 		}
 	}
+}
+
+// TestDoctorManagedIdentityUpstream: a Foundry upstream reached with the
+// Container Apps managed identity (fake Azure token endpoint). The token
+// is obtained and accepted; without an identity the check says so; an
+// identity without the role gets the role-assignment fix.
+func TestDoctorManagedIdentityUpstream(t *testing.T) {
+	az, err := fakeazure.Start(fakeazure.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer az.Close()
+	var forbid atomic.Bool
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foundry := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		g, ok := az.Lookup(tok)
+		switch {
+		case !ok || g.Resource != "https://ai.azure.com" || r.URL.Path != "/anthropic/v1/messages/count_tokens":
+			w.WriteHeader(401)
+		case forbid.Load():
+			w.WriteHeader(403)
+			fmt.Fprint(w, `{"error":{"code":"PermissionDenied","message":"The principal lacks the required data action Microsoft.CognitiveServices/accounts/OpenAI/deployments/chat/completions/action"}}`)
+		default:
+			fmt.Fprint(w, `{"input_tokens":3}`)
+		}
+	})}
+	go foundry.Serve(ln)
+	defer foundry.Close()
+
+	s := newBrokenSetup(t, "foundry")
+	path := filepath.Join(s.dir, "gatehouse.yaml")
+	cfg := fmt.Sprintf(`listen: %s
+identity: {type: entra, issuer: %s, audiences: [%q]}
+upstreams:
+  - name: foundry
+    provider: foundry
+    base_url: http://%s/anthropic
+    azure: {managed_identity: {}}
+models: [{id: claude-sonnet-4-6}]
+audit: {sqlite: %s}
+`, freeAddr(t), s.idp.Issuer(testTenant), testClientID, ln.Addr(), filepath.Join(s.dir, "audit.db"))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string {
+		switch k {
+		case "IDENTITY_ENDPOINT":
+			return az.IdentityEndpoint()
+		case "IDENTITY_HEADER":
+			return az.IdentityHeader()
+		}
+		return ""
+	}
+	check := func(status, msg, fix string) {
+		t.Helper()
+		_, out := runDoctorCmd(t, getenv, "--config", path, "--json", "--timeout", "5s")
+		st, m, f := parseDoctorJSON(t, out).status("upstream-foundry")
+		if st != status || !strings.Contains(m, msg) || !strings.Contains(f, fix) {
+			t.Errorf("upstream-foundry: %s %q fix %q; want %s ~%q fix ~%q", st, m, f, status, msg, fix)
+		}
+	}
+	check("fail", "could not obtain the managed_identity credential", "managed identity") // no identity assigned yet
+	az.SetSystemAssignedIdentity("bbbbbbbb-0000-4000-8000-000000000001")
+	check("ok", "credential (managed_identity) accepted", "")
+	forbid.Store(true)
+	check("fail", "credential rejected", "Cognitive Services User")
 }
