@@ -242,6 +242,22 @@ func FuzzEvaluateJWKS(f *testing.F) {
 	})
 }
 
+func FuzzErrorMessage(f *testing.F) {
+	f.Add([]byte(`{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}`))
+	f.Add([]byte(`{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist."}}`))
+	f.Add([]byte(`{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant not found"}`))
+	f.Add([]byte(`{"error":{"code":401,"message":"sk-ant-api03-leak \u001b[31m"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m := errorMessage(body)
+		if len(m) > 240+len("…") {
+			t.Fatalf("message of %d bytes", len(m))
+		}
+		if ctrlRE.MatchString(m) || strings.Contains(strings.ToLower(m), "sk-ant-") {
+			t.Fatalf("unsanitised message %q", m)
+		}
+	})
+}
+
 // idpServer serves discovery and keys like an OIDC provider.
 func idpServer(t *testing.T, issuerOverride string, jwks []byte) (*httptest.Server, string) {
 	t.Helper()

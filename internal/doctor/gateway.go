@@ -275,11 +275,9 @@ func (g *Gateway) refused(ctx context.Context, what string, probes []probe, fix 
 	return Okf("a request %s is refused with 401 (%s)", what, strings.Join(ok, ", "))
 }
 
-var inferencePaths = []string{"/v1/messages", "/v1/messages/count_tokens"}
-
 func (g *Gateway) noToken(ctx context.Context) Result {
 	probes := []probe{{method: http.MethodGet, path: "/v1/models"}}
-	for _, p := range inferencePaths {
+	for _, p := range []string{"/v1/messages", "/v1/messages/count_tokens"} {
 		probes = append(probes, probe{method: http.MethodPost, path: p})
 	}
 	return g.refused(ctx, "without a token", probes,

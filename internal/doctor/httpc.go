@@ -84,7 +84,7 @@ const userAgent = "gatehouse-doctor"
 
 var (
 	ctrlRE   = regexp.MustCompile(`[\x00-\x1f\x7f]+`)
-	secretRE = regexp.MustCompile(`(?i)(sk-ant-[a-z0-9_-]+|\beyJ[a-z0-9_-]{10,}\.[a-z0-9_.-]+|\b[0-9a-f]{32}\b|bearer\s+\S+)`)
+	secretRE = regexp.MustCompile(`(?i)(sk-ant-[a-z0-9_-]*|\beyJ[a-z0-9_-]{10,}\.[a-z0-9_.-]+|\b[0-9a-f]{32}\b|bearer\s+\S+)`)
 )
 
 // sanitize makes text from a remote server safe to print: control
