@@ -22,7 +22,13 @@ const (
 	EntryBegin   = "begin"   // record inserted (begun or denied)
 	EntryFinish  = "finish"  // record completed (or inserted late, fail-open)
 	EntryRecover = "recover" // record closed as unfinished after a crash
+	EntryContent = "content" // captured content stored (key ContentKey(id))
+	EntryPurge   = "purge"   // captured content erased (key ContentKey(id))
 )
+
+// ContentKey is the chain key of a request's captured content, so content
+// entries never mix with the record's own entries.
+func ContentKey(requestID string) string { return "content:" + requestID }
 
 // ChainEntry is one link of a store's hash chain. Payload is the JSON of
 // the Record exactly as the store holds it after the write (Seq and Time
@@ -137,6 +143,7 @@ func (p Problem) String() string {
 type VerifyReport struct {
 	Entries     int64 `json:"entries"`
 	Records     int64 `json:"records"`
+	Contents    int64 `json:"contents"` // captured-content rows checked
 	Checkpoints int   `json:"checkpoints"`
 	Covered     int64 `json:"covered"` // entries covered by a valid signed checkpoint (all chains)
 	// Unsigned lists chains with entries that no valid checkpoint covers
@@ -194,6 +201,7 @@ type chainState struct {
 type latestRef struct {
 	chain string
 	seq   int64
+	kind  string
 	sum   [32]byte
 }
 
@@ -234,7 +242,7 @@ func (v *ChainVerifier) Entry(e *ChainEntry) {
 	st.last = e.Seq
 	st.byHash[string(e.Hash)] = e.Seq
 	st.hashes[e.Seq] = e.Hash
-	v.latest[e.RequestID] = latestRef{chain: e.Chain, seq: e.Seq, sum: sha256.Sum256(e.Payload)}
+	v.latest[e.RequestID] = latestRef{chain: e.Chain, seq: e.Seq, kind: e.Kind, sum: sha256.Sum256(e.Payload)}
 }
 
 func plural(n int64, one, many string) string {
@@ -317,6 +325,23 @@ func (v *ChainVerifier) Record(r *Record) {
 	v.add(Problem{Kind: ProblemEdited, Chain: ref.chain, Seq: ref.seq, RequestID: r.RequestID, Detail: detail})
 }
 
+// Content feeds one stored captured-content row, as its canonical chain
+// payload (content.MetaPayload).
+func (v *ChainVerifier) Content(requestID string, payload []byte) {
+	v.rep.Contents++
+	key := ContentKey(requestID)
+	v.seen[key] = true
+	ref, ok := v.latest[key]
+	switch {
+	case !ok:
+		v.add(Problem{Kind: ProblemInserted, RequestID: requestID, Detail: "captured content has no chain entry"})
+	case ref.kind == EntryPurge:
+		v.add(Problem{Kind: ProblemInserted, Chain: ref.chain, Seq: ref.seq, RequestID: requestID, Detail: "captured content present after its audited purge"})
+	case sha256.Sum256(payload) != ref.sum:
+		v.add(Problem{Kind: ProblemEdited, Chain: ref.chain, Seq: ref.seq, RequestID: requestID, Detail: "captured content (ciphertext or metadata) differs from its chain entry"})
+	}
+}
+
 // Report finishes verification: chained request ids without a record are
 // reported deleted.
 func (v *ChainVerifier) Report() *VerifyReport {
@@ -346,6 +371,13 @@ func (v *ChainVerifier) Report() *VerifyReport {
 		}
 	}
 	for id, ref := range v.latest {
+		if rid, isContent := strings.CutPrefix(id, "content:"); isContent {
+			if !v.seen[id] && ref.kind != EntryPurge {
+				v.add(Problem{Kind: ProblemDeleted, Chain: ref.chain, Seq: ref.seq, RequestID: rid,
+					Detail: "captured content is missing without an audited purge"})
+			}
+			continue
+		}
 		if !v.seen[id] {
 			if !v.horizon.IsZero() && v.fetch != nil {
 				if e, err := v.fetch(ref.chain, ref.seq); err == nil && e != nil {

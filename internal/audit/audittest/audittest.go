@@ -397,4 +397,14 @@ func testContent(t *testing.T, s audit.Store) {
 			t.Errorf("%s present=%v, want %v", id, err == nil, want)
 		}
 	}
+	// Content writes and purges are chained: the store still verifies.
+	if v, ok := s.(audit.Verifier); ok {
+		rep, err := v.Verify(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() || rep.Contents != 1 || rep.Entries != 5 {
+			t.Errorf("verify after content put/purge: %+v", rep)
+		}
+	}
 }

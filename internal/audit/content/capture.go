@@ -177,3 +177,29 @@ func PurgeLoop(ctx context.Context, st Store, retention, every time.Duration, no
 		}
 	}
 }
+
+// MetaPayload is the canonical chain payload of a stored entry: its
+// metadata and the SHA-256 of the ciphertext, so the chain commits to the
+// sealed text without holding it.
+func MetaPayload(e *Entry) []byte {
+	var sealed string
+	if len(e.Sealed) > 0 {
+		sum := sha256.Sum256(e.Sealed)
+		sealed = hex.EncodeToString(sum[:])
+	}
+	b, _ := json.Marshal(struct {
+		RequestID      string         `json:"request_id"`
+		Time           time.Time      `json:"time"`
+		UserKey        string         `json:"user_key"`
+		Mode           string         `json:"mode"`
+		RequestSHA256  string         `json:"request_sha256"`
+		ResponseSHA256 string         `json:"response_sha256"`
+		RequestBytes   int64          `json:"request_bytes"`
+		ResponseBytes  int64          `json:"response_bytes"`
+		Redactions     map[string]int `json:"redactions,omitempty"`
+		KeyID          string         `json:"key_id,omitempty"`
+		SealedSHA256   string         `json:"sealed_sha256,omitempty"`
+	}{e.RequestID, e.Time.UTC(), e.UserKey, e.Mode, e.RequestSHA256, e.ResponseSHA256, e.RequestBytes, e.ResponseBytes,
+		e.Redactions, e.KeyID, sealed})
+	return b
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/internal/sqlrow"
 	"github.com/jackc/pgx/v5"
@@ -13,15 +15,51 @@ import (
 
 var _ content.Store = (*Store)(nil)
 
-// PutContent stores (or replaces) one request's captured content.
+// PutContent stores (or replaces) one request's captured content and
+// chains its metadata.
 func (s *Store) PutContent(ctx context.Context, e *content.Entry) error {
 	if s.opts.ReadOnly {
 		return ErrReadOnly
 	}
-	_, err := s.pool.Exec(ctx, "INSERT INTO audit_content ("+sqlrow.ContentColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (request_id) DO UPDATE SET "+sqlrow.ContentUpdate,
-		sqlrow.ContentArgs(e)...)
+	cp := *e
+	cp.Time = time.Unix(0, e.Time.UnixNano()).UTC() // as stored
+	return s.chainTx(ctx, func(tx pgx.Tx, b *pgx.Batch) error {
+		if _, err := tx.Exec(ctx, "INSERT INTO audit_content ("+sqlrow.ContentColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (request_id) DO UPDATE SET "+sqlrow.ContentUpdate,
+			sqlrow.ContentArgs(&cp)...); err != nil {
+			return fmt.Errorf("audit postgres: content: %w", err)
+		}
+		s.queueRaw(b, audit.EntryContent, audit.ContentKey(cp.RequestID), content.MetaPayload(&cp))
+		return nil
+	})
+}
+
+// chainTx runs fn in a transaction, then sends the chain entries fn
+// queued and commits; s.mu serialises this instance's chain head.
+func (s *Store) chainTx(ctx context.Context, fn func(tx pgx.Tx, b *pgx.Batch) error) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	headSeq, head := s.headSeq, s.head
+	defer func() {
+		if err != nil {
+			s.headSeq, s.head = headSeq, head
+		}
+	}()
+	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("audit postgres: content: %w", err)
+		return fmt.Errorf("audit postgres: begin: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	b := &pgx.Batch{}
+	if err := fn(tx, b); err != nil {
+		return err
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("audit postgres: chain: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("audit postgres: commit: %w", err)
 	}
 	return nil
 }
@@ -48,9 +86,22 @@ func (s *Store) PurgeContent(ctx context.Context, userKey string, before time.Ti
 	if !before.IsZero() {
 		bound = before.UnixNano()
 	}
-	tag, err := s.pool.Exec(ctx, "DELETE FROM audit_content WHERE ($1 = '' OR user_key = $1) AND time_ns < $2", userKey, bound)
-	if err != nil {
-		return 0, fmt.Errorf("audit postgres: purge: %w", err)
-	}
-	return int(tag.RowsAffected()), nil
+	var n int
+	err := s.chainTx(ctx, func(tx pgx.Tx, b *pgx.Batch) error {
+		rows, err := tx.Query(ctx, "DELETE FROM audit_content WHERE ($1 = '' OR user_key = $1) AND time_ns < $2 RETURNING request_id", userKey, bound)
+		if err != nil {
+			return fmt.Errorf("audit postgres: purge: %w", err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("audit postgres: purge: %w", err)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			s.queueRaw(b, audit.EntryPurge, audit.ContentKey(id), []byte(`{}`))
+		}
+		n = len(ids)
+		return nil
+	})
+	return n, err
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/internal/sqlrow"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -383,11 +384,16 @@ func (s *Store) queueChain(b *pgx.Batch, kind string, rec *audit.Record) error {
 	if err != nil {
 		return fmt.Errorf("audit postgres: %w", err)
 	}
-	seq := s.headSeq + 1
-	h := audit.HashEntry(s.head, seq, kind, rec.RequestID, payload)
-	b.Queue(chainInsertSQL, s.opts.Instance, seq, kind, rec.RequestID, payload, s.head, h)
-	s.headSeq, s.head = seq, h
+	s.queueRaw(b, kind, rec.RequestID, payload)
 	return nil
+}
+
+// queueRaw queues one entry under key and advances the in-memory head.
+func (s *Store) queueRaw(b *pgx.Batch, kind, key string, payload []byte) {
+	seq := s.headSeq + 1
+	h := audit.HashEntry(s.head, seq, kind, key, payload)
+	b.Queue(chainInsertSQL, s.opts.Instance, seq, kind, key, payload, s.head, h)
+	s.headSeq, s.head = seq, h
 }
 
 // List returns the records matching f in seq order.
@@ -637,6 +643,22 @@ func (s *Store) Verify(ctx context.Context, pub ed25519.PublicKey) (*audit.Verif
 			return nil, fmt.Errorf("audit postgres: verify: %w", err)
 		}
 		v.Record(&r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit postgres: verify: %w", err)
+	}
+	rows, err = tx.Query(ctx, "SELECT "+sqlrow.ContentColumns+" FROM audit_content ORDER BY request_id")
+	if err != nil {
+		return nil, fmt.Errorf("audit postgres: verify: %w", err)
+	}
+	for rows.Next() {
+		e, err := sqlrow.ScanContent(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("audit postgres: verify: %w", err)
+		}
+		v.Content(e.RequestID, content.MetaPayload(e))
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

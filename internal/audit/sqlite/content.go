@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/internal/sqlrow"
 )
@@ -20,13 +22,16 @@ func (s *Store) PutContent(ctx context.Context, e *content.Entry) error {
 	if err := s.checkFatal(); err != nil {
 		return err
 	}
-	_, err := s.conn.ExecContext(ctx, "INSERT INTO audit_content ("+sqlrow.ContentColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET "+sqlrow.ContentUpdate,
-		sqlrow.ContentArgs(e)...)
-	if err != nil {
-		return fmt.Errorf("audit sqlite: content: %w", err)
-	}
-	s.dirty.Store(true)
-	return nil
+	ctx = context.WithoutCancel(ctx)
+	return s.chainTx(ctx, func(ctx context.Context) error {
+		e := *e
+		e.Time = time.Unix(0, e.Time.UnixNano()).UTC() // as stored
+		if _, err := s.conn.ExecContext(ctx, "INSERT INTO audit_content ("+sqlrow.ContentColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET "+sqlrow.ContentUpdate,
+			sqlrow.ContentArgs(&e)...); err != nil {
+			return fmt.Errorf("audit sqlite: content: %w", err)
+		}
+		return s.appendRaw(ctx, audit.EntryContent, audit.ContentKey(e.RequestID), content.MetaPayload(&e))
+	})
 }
 
 // GetContent returns one request's captured content or content.ErrNotFound.
@@ -54,11 +59,34 @@ func (s *Store) PurgeContent(ctx context.Context, userKey string, before time.Ti
 	if !before.IsZero() {
 		bound = before.UnixNano()
 	}
-	res, err := s.conn.ExecContext(ctx, "DELETE FROM audit_content WHERE (? = '' OR user_key = ?) AND time_ns < ?", userKey, userKey, bound)
-	if err != nil {
-		return 0, fmt.Errorf("audit sqlite: purge: %w", err)
-	}
-	s.dirty.Store(true)
-	n, err := res.RowsAffected()
-	return int(n), err
+	ctx = context.WithoutCancel(ctx)
+	var n int
+	err := s.chainTx(ctx, func(ctx context.Context) error {
+		rows, err := s.conn.QueryContext(ctx, "DELETE FROM audit_content WHERE (? = '' OR user_key = ?) AND time_ns < ? RETURNING request_id", userKey, userKey, bound)
+		if err != nil {
+			return fmt.Errorf("audit sqlite: purge: %w", err)
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("audit sqlite: purge: %w", err)
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("audit sqlite: purge: %w", err)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			if err := s.appendRaw(ctx, audit.EntryPurge, audit.ContentKey(id), []byte(`{}`)); err != nil {
+				return err
+			}
+		}
+		n = len(ids)
+		return nil
+	})
+	return n, err
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/internal/sqlrow"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -328,22 +329,36 @@ func (s *Store) write(ctx context.Context, recs []*audit.Record, begin bool) err
 	// are bounded by busy_timeout instead; a cancelled caller still gets
 	// its answer from the Recorder without waiting.
 	ctx = context.WithoutCancel(ctx)
-	err := s.writeTx(ctx, recs, begin)
+	var seqs []int64
+	err := s.chainTx(ctx, func(ctx context.Context) error {
+		var err error
+		seqs, err = s.writeRecords(ctx, recs, begin)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for i, seq := range seqs {
+		recs[i].Seq = seq
+	}
+	return nil
+}
+
+// chainTx runs fn in a write transaction that may append to the chain;
+// wmu is held. If another process appended meanwhile, it retries once from
+// the new head.
+func (s *Store) chainTx(ctx context.Context, fn func(context.Context) error) error {
+	err := s.chainTxOnce(ctx, fn)
 	if errors.Is(err, errChainMoved) {
-		// Another process appended to the chain: continue from its head.
 		if err := s.loadHead(ctx); err != nil {
 			return err
 		}
-		err = s.writeTx(ctx, recs, begin)
+		err = s.chainTxOnce(ctx, fn)
 	}
 	return err
 }
 
-// errChainMoved marks a chain insert that collided with an entry another
-// process wrote; the transaction is retried from the new head.
-var errChainMoved = errors.New("audit sqlite: chain head moved")
-
-func (s *Store) writeTx(ctx context.Context, recs []*audit.Record, begin bool) (err error) {
+func (s *Store) chainTxOnce(ctx context.Context, fn func(context.Context) error) (err error) {
 	if _, err := s.stBegin.ExecContext(ctx); err != nil {
 		return fmt.Errorf("audit sqlite: begin: %w", err)
 	}
@@ -354,13 +369,30 @@ func (s *Store) writeTx(ctx context.Context, recs []*audit.Record, begin bool) (
 			_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
 		}
 	}()
+	if err := fn(ctx); err != nil {
+		return err
+	}
+	if _, err := s.stCommit.ExecContext(ctx); err != nil {
+		return fmt.Errorf("audit sqlite: commit: %w", err)
+	}
+	s.dirty.Store(true)
+	return nil
+}
+
+// errChainMoved marks a chain insert that collided with an entry another
+// process wrote; the transaction is retried from the new head.
+var errChainMoved = errors.New("audit sqlite: chain head moved")
+
+// writeRecords writes recs and their chain entries inside chainTx and
+// returns the seqs assigned by Begin.
+func (s *Store) writeRecords(ctx context.Context, recs []*audit.Record, begin bool) ([]int64, error) {
 	var seqs []int64
 	if begin {
 		seqs = make([]int64, len(recs))
 	}
 	for i, r := range recs {
 		if r.RequestID == "" {
-			return errors.New("audit sqlite: record without request_id")
+			return nil, errors.New("audit sqlite: record without request_id")
 		}
 		cp := *r
 		kind := audit.EntryFinish
@@ -368,31 +400,24 @@ func (s *Store) writeTx(ctx context.Context, recs []*audit.Record, begin bool) (
 			kind = audit.EntryBegin
 			res, err := s.stInsert.ExecContext(ctx, sqlrow.Args(r)...)
 			if err != nil {
-				return fmt.Errorf("audit sqlite: insert %s: %w", r.RequestID, err)
+				return nil, fmt.Errorf("audit sqlite: insert %s: %w", r.RequestID, err)
 			}
 			if seqs[i], err = res.LastInsertId(); err != nil {
-				return err
+				return nil, err
 			}
 			cp.Seq = seqs[i]
 		} else {
 			var ns int64
 			if err := s.stUpsert.QueryRowContext(ctx, sqlrow.Args(r)...).Scan(&cp.Seq, &ns); err != nil {
-				return fmt.Errorf("audit sqlite: finish %s: %w", r.RequestID, err)
+				return nil, fmt.Errorf("audit sqlite: finish %s: %w", r.RequestID, err)
 			}
 			cp.Time = time.Unix(0, ns)
 		}
 		if err := s.appendChain(ctx, kind, &cp); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if _, err := s.stCommit.ExecContext(ctx); err != nil {
-		return fmt.Errorf("audit sqlite: commit: %w", err)
-	}
-	s.dirty.Store(true)
-	for i, seq := range seqs {
-		recs[i].Seq = seq
-	}
-	return nil
+	return seqs, nil
 }
 
 // loadHead reads the chain head; inside a write transaction this picks up
@@ -416,9 +441,15 @@ func (s *Store) appendChain(ctx context.Context, kind string, rec *audit.Record)
 	if err != nil {
 		return fmt.Errorf("audit sqlite: %w", err)
 	}
+	return s.appendRaw(ctx, kind, rec.RequestID, payload)
+}
+
+// appendRaw appends one entry under key (a request id, or
+// audit.ContentKey for captured content).
+func (s *Store) appendRaw(ctx context.Context, kind, key string, payload []byte) error {
 	seq := s.headSeq + 1
-	h := audit.HashEntry(s.head, seq, kind, rec.RequestID, payload)
-	if _, err := s.stChain.ExecContext(ctx, seq, kind, rec.RequestID, payload, s.head, h); err != nil {
+	h := audit.HashEntry(s.head, seq, kind, key, payload)
+	if _, err := s.stChain.ExecContext(ctx, seq, kind, key, payload, s.head, h); err != nil {
 		if strings.Contains(err.Error(), "UNIQUE constraint failed: audit_chain.seq") {
 			return fmt.Errorf("%w: %w", errChainMoved, err)
 		}
@@ -511,33 +542,25 @@ func (s *Store) Recover(ctx context.Context, instance string) (n int, err error)
 	if err := s.loadHead(ctx); err != nil {
 		return 0, err
 	}
-	if _, err := s.stBegin.ExecContext(ctx); err != nil {
-		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
+	err = s.chainTx(ctx, func(ctx context.Context) error {
+		for i := range open {
+			r := &open[i]
+			r.State = audit.StateUnfinished
+			if r.Reason == "" {
+				r.Reason = "crash_recovered"
+			}
+			if _, err := s.conn.ExecContext(ctx, "UPDATE audit_records SET state = ?, reason = ? WHERE seq = ?", string(r.State), r.Reason, r.Seq); err != nil {
+				return fmt.Errorf("audit sqlite: recover: %w", err)
+			}
+			if err := s.appendChain(ctx, audit.EntryRecover, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	headSeq, head := s.headSeq, s.head
-	defer func() {
-		if err != nil {
-			s.headSeq, s.head = headSeq, head
-			_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
-		}
-	}()
-	for i := range open {
-		r := &open[i]
-		r.State = audit.StateUnfinished
-		if r.Reason == "" {
-			r.Reason = "crash_recovered"
-		}
-		if _, err := s.conn.ExecContext(ctx, "UPDATE audit_records SET state = ?, reason = ? WHERE seq = ?", string(r.State), r.Reason, r.Seq); err != nil {
-			return 0, fmt.Errorf("audit sqlite: recover: %w", err)
-		}
-		if err := s.appendChain(ctx, audit.EntryRecover, r); err != nil {
-			return 0, err
-		}
-	}
-	if _, err := s.stCommit.ExecContext(ctx); err != nil {
-		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
-	}
-	s.dirty.Store(true)
 	return len(open), nil
 }
 
@@ -606,6 +629,22 @@ func (s *Store) Verify(ctx context.Context, pub ed25519.PublicKey) (*audit.Verif
 		v.Record(&r)
 	}
 	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	rows.Close()
+	crows, err := tx.QueryContext(ctx, "SELECT "+sqlrow.ContentColumns+" FROM audit_content ORDER BY request_id")
+	if err != nil {
+		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	defer crows.Close()
+	for crows.Next() {
+		e, err := sqlrow.ScanContent(crows)
+		if err != nil {
+			return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+		}
+		v.Content(e.RequestID, content.MetaPayload(e))
+	}
+	if err := crows.Err(); err != nil {
 		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
 	}
 	return v.Report(), nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/audittest"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 )
 
@@ -230,5 +231,58 @@ func TestVerifyReportsUnsignedChain(t *testing.T) {
 	}
 	if rep := verify(t, path, nil); len(rep.Unsigned) != 0 {
 		t.Fatalf("without a key nothing can be called unsigned: %+v", rep)
+	}
+}
+
+func TestVerifyCoversCapturedContent(t *testing.T) {
+	path, priv := seedSigned(t, func(s *sqlite.Store) {
+		ctx := context.Background()
+		for i, id := range []string{"r1", "r2", "r3"} {
+			e := &content.Entry{RequestID: id, Time: time.Date(2026, 11, 24, 9, 0, i, 0, time.UTC), UserKey: "u" + id, Mode: content.ModeFull,
+				RequestSHA256: "aa", ResponseSHA256: "bb", RequestBytes: 1, ResponseBytes: 2, KeyID: "k1", Sealed: []byte("ciphertext-" + id)}
+			if err := s.PutContent(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := s.PurgeContent(ctx, "ur3", time.Time{}); err != nil || n != 1 {
+			t.Fatalf("purge = %d, %v", n, err)
+		}
+	})
+	pub := priv.Public().(ed25519.PublicKey)
+	if rep := verify(t, path, pub); !rep.OK() || rep.Contents != 2 {
+		t.Fatalf("clean: %+v", rep)
+	}
+	tests := []struct {
+		name, tamper, kind, where string
+	}{
+		{"ciphertext swapped", "UPDATE audit_content SET sealed = x'00' WHERE request_id = 'r1'", audit.ProblemEdited, "request r1: captured content"},
+		{"content deleted without purge", "DELETE FROM audit_content WHERE request_id = 'r2'", audit.ProblemDeleted, "request r2: captured content is missing"},
+		{"purged content restored", "INSERT INTO audit_content (request_id, time_ns, mode, request_sha256, response_sha256, request_bytes, response_bytes) VALUES ('r3', 1, 'full', 'a', 'b', 1, 1)", audit.ProblemInserted, "after its audited purge"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, k := seedSigned(t, func(s *sqlite.Store) {
+				ctx := context.Background()
+				for _, id := range []string{"r1", "r2", "r3"} {
+					if err := s.PutContent(ctx, &content.Entry{RequestID: id, Time: time.Now(), UserKey: "u" + id, Mode: content.ModeFull, KeyID: "k1", Sealed: []byte("x")}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := s.PurgeContent(ctx, "ur3", time.Time{}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			rawExec(t, p, tc.tamper)
+			rep := verify(t, p, k.Public().(ed25519.PublicKey))
+			found := false
+			for _, pr := range rep.Problems {
+				if pr.Kind == tc.kind && strings.Contains(pr.String(), tc.where) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("want %s %q, got %v", tc.kind, tc.where, rep.Problems)
+			}
+		})
 	}
 }
