@@ -531,3 +531,51 @@ audit: {sqlite: %s}
 	forbid.Store(true)
 	check("fail", "credential rejected", "Cognitive Services User")
 }
+
+// TestDoctorStores: with limits.redis and audit.postgres configured, the
+// redis and postgres-audit checks connect to the real services; pointed at
+// a closed port they fail with the fix, without printing the DSN.
+func TestDoctorStores(t *testing.T) {
+	redisURL, pgDSN := os.Getenv("GATEHOUSE_TEST_REDIS_URL"), os.Getenv("GATEHOUSE_TEST_POSTGRES_DSN")
+	if redisURL == "" || pgDSN == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must set GATEHOUSE_TEST_REDIS_URL and GATEHOUSE_TEST_POSTGRES_DSN")
+		}
+		t.Skip("GATEHOUSE_TEST_REDIS_URL / GATEHOUSE_TEST_POSTGRES_DSN unset: skipping the Redis and PostgreSQL doctor checks")
+	}
+	s := newBrokenSetup(t, "anthropic")
+	closed := freeAddr(t)
+	for _, tc := range []struct {
+		name, redis, pg, status string
+	}{
+		{"reachable", redisURL, pgDSN, "ok"},
+		{"down", "redis://" + closed + "/0", "postgres://gatehouse@" + closed + "/audit?sslmode=disable", "fail"},
+	} {
+		path := filepath.Join(s.dir, tc.name+".yaml")
+		cfg := fmt.Sprintf(`listen: %s
+identity: {type: entra, issuer: %s, audiences: [%q]}
+upstreams: [{name: primary, provider: anthropic, base_url: %s, api_key: "${env:K}"}]
+models: [{id: claude-sonnet-4-6}]
+audit: {postgres: %q}
+limits: {redis: %q}
+`, closed, s.idp.Issuer(testTenant), testClientID, s.stub.URL(), tc.pg, tc.redis)
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, out := runDoctorCmd(t, func(k string) string {
+			if k == "K" {
+				return s.key
+			}
+			return ""
+		}, "--config", path, "--json", "--timeout", "5s")
+		rep := parseDoctorJSON(t, out)
+		for _, name := range []string{"redis", "postgres-audit"} {
+			if st, msg, fix := rep.status(name); st != tc.status || (st == "fail" && fix == "") {
+				t.Errorf("%s/%s: %s %q fix %q", tc.name, name, st, msg, fix)
+			}
+		}
+		if st, msg, _ := rep.status("config-valid"); st != "ok" {
+			t.Errorf("%s: config-valid %s %s", tc.name, st, msg)
+		}
+	}
+}

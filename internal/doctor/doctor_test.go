@@ -600,3 +600,37 @@ func TestStores(t *testing.T) {
 		t.Errorf("postgres: %+v", r)
 	}
 }
+
+func TestGatewayHealth(t *testing.T) {
+	ready := atomic.Bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" && !ready.Load() {
+			w.WriteHeader(503)
+			fmt.Fprint(w, "not ready\nidentity: no signing keys yet\n")
+			return
+		}
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	health := func(o GatewayOptions) Result { return NewGateway(o).Checks()[0].Run(context.Background()) }
+	if r := health(GatewayOptions{Candidates: []string{srv.URL}}); r.Status != Fail || !strings.Contains(r.Message, "no signing keys yet") {
+		t.Errorf("not ready: %+v", r)
+	}
+	ready.Store(true)
+	// The first candidate is down: the second is used.
+	if r := health(GatewayOptions{Candidates: []string{"http://127.0.0.1:1", srv.URL}}); r.Status != OK || !strings.Contains(r.Message, srv.URL) {
+		t.Errorf("second candidate: %+v", r)
+	}
+	if r := health(GatewayOptions{Candidates: []string{"http://127.0.0.1:1"}}); r.Status != Skip {
+		t.Errorf("optional gateway down: %+v", r)
+	}
+	if r := health(GatewayOptions{Candidates: []string{"http://127.0.0.1:1"}, Required: true}); r.Status != Fail {
+		t.Errorf("required gateway down: %+v", r)
+	}
+	g := NewGateway(GatewayOptions{Candidates: []string{"http://127.0.0.1:1"}})
+	for _, c := range g.Checks()[1:5] {
+		if r := c.Run(context.Background()); r.Status != Skip || !strings.Contains(r.Message, "see gateway-health") {
+			t.Errorf("%s without a gateway: %+v", c.Name(), r)
+		}
+	}
+}
