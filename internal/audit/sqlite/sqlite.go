@@ -802,3 +802,7 @@ func (s *Store) CheckpointsAfter(ctx context.Context, after int64, limit int) ([
 	}
 	return out, rows.Err()
 }
+
+// WALSyncs returns how many background WAL fsyncs the store has done
+// (sync level crash), for metrics and tests.
+func (s *Store) WALSyncs() uint64 { return s.syncs.Load() }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/audittest"
@@ -73,5 +74,34 @@ func TestReadOnlyAndSecondWriter(t *testing.T) {
 	}
 	if err := ro.Begin(ctx, []*audit.Record{audittest.Sample("nope", 0)}); !errors.Is(err, sqlite.ErrReadOnly) {
 		t.Errorf("write to read-only store: %v", err)
+	}
+}
+
+// At level crash a commit is fsynced by the background loop within
+// SyncInterval; an idle store does not fsync.
+func TestCrashLevelFsyncsWALAfterCommits(t *testing.T) {
+	s, err := sqlite.Open(context.Background(), sqlite.Options{Path: filepath.Join(t.TempDir(), "a.db"), SyncInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	time.Sleep(50 * time.Millisecond)
+	if n := s.WALSyncs(); n != 0 {
+		t.Fatalf("idle store fsynced %d times", n)
+	}
+	if err := s.Begin(context.Background(), []*audit.Record{audittest.Sample("f1", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.WALSyncs() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the commit was never fsynced")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	n := s.WALSyncs()
+	time.Sleep(50 * time.Millisecond)
+	if s.WALSyncs() != n {
+		t.Errorf("fsynced again without new commits")
 	}
 }
