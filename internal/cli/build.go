@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/journal"
@@ -19,14 +25,31 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 )
 
-// gateway is everything `serve` runs, built from one configuration.
+// gateway is everything `serve` runs. Its long-lived parts (audit trail,
+// metrics, the limits counters) live as long as the process; the rest is a
+// generation built from one configuration and swapped atomically on reload.
 type gateway struct {
-	cfg      *config.Config
 	log      *slog.Logger
-	handler  http.Handler
+	getenv   func(string) string
 	recorder *audit.Recorder
 	metrics  *metrics.Metrics
-	closers  []func() error // run in reverse order by close
+	closers  []func() error // long-lived, run in reverse order by close
+
+	cur    atomic.Pointer[generation]
+	mu     sync.Mutex // serialises reloads
+	retire sync.WaitGroup
+}
+
+// generation is the reloadable part of the gateway: identity, routing,
+// governance and the handler built from one configuration.
+type generation struct {
+	cfg     *config.Config
+	hash    [32]byte // of the file it came from
+	handler http.Handler
+	gov     *governance
+	closers []func() error
+	active  atomic.Int64 // requests being served by this generation
+	retired atomic.Bool
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
@@ -42,19 +65,13 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 // buildGateway wires every component from cfg. Only this step has side
 // effects (opening the audit store, starting key refresh).
 func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) string, log *slog.Logger) (g *gateway, err error) {
-	g = &gateway{cfg: cfg, log: log}
+	g = &gateway{log: log, getenv: getenv}
 	defer func() {
 		if err != nil {
 			g.close(context.Background())
 			g = nil
 		}
 	}()
-
-	auth, err := buildAuthenticator(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	g.closers = append(g.closers, func() error { auth.Close(); return nil })
 
 	store, err := openAuditStore(ctx, cfg.Audit, log)
 	if err != nil {
@@ -72,17 +89,6 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		FlushInterval: cfg.Audit.FlushInterval,
 		Logger:        log,
 	})
-
-	dispatcher, err := buildDispatcher(cfg, getenv, log)
-	if err != nil {
-		return nil, err
-	}
-	fwd := proxy.New(proxy.Options{
-		Dispatcher:       dispatcher,
-		Logger:           log,
-		WriteIdleTimeout: cfg.Server.WriteIdleTimeout,
-	})
-
 	rec := g.recorder
 	g.metrics = metrics.New(versionString(), metrics.Gauges{
 		AuditQueueDepth:   func() float64 { st := rec.Stats(); return float64(st.BeginQueue + st.FinishQueue) },
@@ -92,17 +98,56 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		AuditGaps:         func() float64 { return float64(rec.Stats().Gaps) },
 		AuditRefused:      func() float64 { return float64(rec.Stats().Refused) },
 	})
+
+	gen, err := g.buildGeneration(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	g.cur.Store(gen)
+	return g, nil
+}
+
+// buildGeneration builds the reloadable components from cfg. prev, when
+// set, lends its limits counters so a reload resets nobody's usage.
+func (g *gateway) buildGeneration(ctx context.Context, cfg *config.Config, prev *generation) (gen *generation, err error) {
+	gen = &generation{cfg: cfg}
+	defer func() {
+		if err != nil {
+			gen.close(g.log)
+			gen = nil
+		}
+	}()
+	log := g.log
+	auth, err := buildAuthenticator(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	gen.closers = append(gen.closers, func() error { auth.Close(); return nil })
+
+	dispatcher, err := buildDispatcher(cfg, g.getenv, log)
+	if err != nil {
+		return nil, err
+	}
+	fwd := proxy.New(proxy.Options{
+		Dispatcher:       dispatcher,
+		Logger:           log,
+		WriteIdleTimeout: cfg.Server.WriteIdleTimeout,
+	})
+
+	var prevGov *governance
+	if prev != nil {
+		prevGov = prev.gov
+	}
+	gen.gov, err = buildGovernanceReusing(ctx, cfg, log, prevGov)
+	if err != nil {
+		return nil, err
+	}
+	gen.closers = append(gen.closers, gen.gov.Close)
+
 	var metricsHandler http.Handler
 	if cfg.MetricsListen == "" {
 		metricsHandler = g.metrics.Handler()
 	}
-
-	gov, err := buildGovernance(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	g.closers = append(g.closers, gov.Close)
-
 	models := make([]server.Model, 0, len(cfg.Models))
 	for _, m := range cfg.Models {
 		models = append(models, server.Model{
@@ -110,7 +155,7 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 			FamilyDefault: m.FamilyDefault, Upstream: m.Upstream, UpstreamModel: m.UpstreamModel,
 		})
 	}
-	g.handler = server.New(server.Options{
+	gen.handler = server.New(server.Options{
 		Auth:               auth,
 		Audit:              g.recorder,
 		Forward:            fwd,
@@ -119,15 +164,136 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		MaxRequestDuration: cfg.Server.MaxRequestDuration,
 		Logger:             log,
 		Observer:           g.metrics,
-		Admit:              admitAdapter{e: gov.Engine, m: g.metrics, log: log},
 		Metrics:            metricsHandler,
+		Admit:              admitAdapter{e: gen.gov.Engine, m: g.metrics, log: log},
 	})
-	return g, nil
+	return gen, nil
 }
 
-// close flushes the audit trail and releases everything, newest first.
+func (gen *generation) close(log *slog.Logger) {
+	for i := len(gen.closers) - 1; i >= 0; i-- {
+		if err := gen.closers[i](); err != nil {
+			log.Warn("closing a retired configuration generation", slog.String("cause", err.Error()))
+		}
+	}
+}
+
+// ServeHTTP serves each request on the generation current when it arrived;
+// a request keeps its generation to the end, so streams survive reloads.
+func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for {
+		gen := g.cur.Load()
+		gen.active.Add(1)
+		if gen.retired.Load() { // swapped out between Load and Add: take the new one
+			gen.active.Add(-1)
+			continue
+		}
+		defer gen.active.Add(-1)
+		gen.handler.ServeHTTP(w, r)
+		return
+	}
+}
+
+// reload validates the configuration file at path and, if it is good,
+// builds and swaps in a new generation. A bad file or a failed build keeps
+// the current generation serving. Either way the attempt is logged, counted
+// and written to the audit trail.
+func (g *gateway) reload(ctx context.Context, path, trigger string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.cur.Load()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return g.reloadRejected(ctx, path, trigger, err)
+	}
+	sum := sha256.Sum256(data)
+	if trigger == "file_change" && sum == old.hash {
+		return nil
+	}
+	cfg, err := config.Parse(data, g.getenv)
+	if err != nil {
+		return g.reloadRejected(ctx, path, trigger, err)
+	}
+	if fixed := restartOnly(old.cfg, cfg); len(fixed) > 0 {
+		g.log.Warn("configuration reload: these settings take effect only after a restart; the running values are kept",
+			slog.String("settings", strings.Join(fixed, ", ")))
+	}
+	gen, err := g.buildGeneration(ctx, cfg, old)
+	if err != nil {
+		return g.reloadRejected(ctx, path, trigger, err)
+	}
+	gen.hash = sum
+	g.cur.Store(gen)
+	old.retired.Store(true)
+	g.retire.Add(1)
+	go func() {
+		defer g.retire.Done()
+		deadline := time.Now().Add(old.cfg.Server.MaxRequestDuration + time.Minute)
+		for old.active.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		old.close(g.log)
+	}()
+	g.metrics.Reload(true)
+	g.log.Info("configuration reloaded", slog.String("path", path), slog.String("trigger", trigger),
+		slog.Int("models", len(cfg.Models)), slog.Int("upstreams", len(cfg.Upstreams)))
+	g.auditReload(ctx, path, trigger, nil)
+	return nil
+}
+
+func (g *gateway) reloadRejected(ctx context.Context, path, trigger string, err error) error {
+	g.metrics.Reload(false)
+	g.log.Error("configuration reload refused; the previous configuration keeps serving",
+		slog.String("path", path), slog.String("trigger", trigger), slog.String("problems", err.Error()))
+	g.auditReload(ctx, path, trigger, err)
+	return err
+}
+
+// auditReload writes the reload (or its refusal) to the audit trail.
+func (g *gateway) auditReload(ctx context.Context, path, trigger string, cause error) {
+	rec := &audit.Record{
+		RequestID: newEventID(), Time: time.Now().UTC(), Method: "RELOAD", Path: path,
+		UserName: "gatehouse (" + trigger + ")", State: audit.StateCompleted, Status: http.StatusOK, Reason: "config_reloaded",
+	}
+	if cause != nil {
+		rec.State, rec.Status, rec.ErrorType, rec.Reason = audit.StateDenied, http.StatusBadRequest, "invalid_config", "config_rejected"
+	}
+	if err := g.recorder.Begin(ctx, rec); err != nil {
+		g.log.Error("audit record of a configuration reload could not be written", slog.String("cause", err.Error()))
+	}
+}
+
+func newEventID() string { return "gh_evt_" + randomHex(12) }
+
+// restartOnly lists the settings that differ between a and b but are bound
+// at start-up (listeners, audit store, TLS files, HTTP server limits).
+func restartOnly(a, b *config.Config) []string {
+	var out []string
+	check := func(name string, x, y any) {
+		if !reflect.DeepEqual(x, y) {
+			out = append(out, name)
+		}
+	}
+	check("listen", a.Listen, b.Listen)
+	check("metrics_listen", a.MetricsListen, b.MetricsListen)
+	check("audit", a.Audit, b.Audit)
+	check("log", a.Log, b.Log)
+	check("server.tls", a.Server.TLS, b.Server.TLS)
+	check("server.read_header_timeout", a.Server.ReadHeaderTimeout, b.Server.ReadHeaderTimeout)
+	check("server.read_timeout", a.Server.ReadTimeout, b.Server.ReadTimeout)
+	check("server.idle_timeout", a.Server.IdleTimeout, b.Server.IdleTimeout)
+	check("server.max_header_bytes", a.Server.MaxHeaderBytes, b.Server.MaxHeaderBytes)
+	check("server.shutdown_timeout", a.Server.ShutdownTimeout, b.Server.ShutdownTimeout)
+	return out
+}
+
+// close flushes the audit trail and releases everything.
 func (g *gateway) close(ctx context.Context) error {
 	var errs []error
+	g.retire.Wait()
+	if gen := g.cur.Load(); gen != nil {
+		gen.close(g.log)
+	}
 	if g.recorder != nil {
 		if err := g.recorder.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("audit: flushing: %w", err))

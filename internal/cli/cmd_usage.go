@@ -31,8 +31,13 @@ import (
 type governance struct {
 	Engine  *limits.Engine
 	Pricing *pricing.Table
-	backend limits.Backend
-	closer  io.Closer // Redis client, if any
+	backend   limits.Backend
+	closer    io.Closer // Redis client, if any (nil when borrowed from a previous generation)
+	limitsCfg config.Limits
+}
+
+func sameLimitsStore(a, b config.Limits) bool {
+	return a.Redis == b.Redis && a.RedisPassword.Value() == b.RedisPassword.Value() && a.Timeout == b.Timeout
 }
 
 // Close releases the Redis connection, if any.
@@ -52,6 +57,14 @@ func toPolicyLimits(l config.LimitSet) policy.Limits {
 // fail when Redis is unreachable (each policy's fail_mode decides per
 // request); it logs it.
 func buildGovernance(ctx context.Context, cfg *config.Config, log *slog.Logger) (*governance, error) {
+	return buildGovernanceReusing(ctx, cfg, log, nil)
+}
+
+// buildGovernanceReusing is buildGovernance for a configuration reload:
+// when the counter store's settings are unchanged it keeps prev's backend,
+// so reloading never resets anyone's counters; the connection then belongs
+// to the returned governance, not to prev.
+func buildGovernanceReusing(ctx context.Context, cfg *config.Config, log *slog.Logger, prev *governance) (*governance, error) {
 	var ps []policy.Policy
 	for _, p := range cfg.Policies {
 		ps = append(ps, policy.Policy{
@@ -89,9 +102,13 @@ func buildGovernance(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 			log.Warn("model has no price: its cost is computed at the highest known rates; add it under pricing", slog.String("model", m.ID))
 		}
 	}
-	g := &governance{Pricing: prices}
+	g := &governance{Pricing: prices, limitsCfg: cfg.Limits}
 	var backend limits.Backend = memory.New()
-	if cfg.Limits.Redis != "" {
+	switch {
+	case prev != nil && sameLimitsStore(prev.limitsCfg, cfg.Limits):
+		// Ownership of the connection moves to the new generation.
+		backend, g.closer, prev.closer = prev.backend, prev.closer, nil
+	case cfg.Limits.Redis != "":
 		client, err := limitsredis.NewClient(cfg.Limits.Redis, cfg.Limits.RedisPassword.Value(), cfg.Limits.Timeout)
 		if err != nil {
 			return nil, err

@@ -77,9 +77,9 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 
 	token := issuer.IDToken(demoTenant, demoClientID, user, *ttl)
 	log := newLogger(e.stderr, config.Log{Level: "info", Format: "text"})
-	return serve(ctx, cfg, e.getenv, log, func(addr net.Addr) {
+	return serve(ctx, cfg, e.getenv, log, serveOptions{ready: func(addr net.Addr) {
 		printDemo(e, "http://"+addr.String(), token, cfgPath, workDir, *dir == "")
-	})
+	}})
 }
 
 func demoConfig(listen, issuer, upstreamURL, keyFile, auditPath string) string {

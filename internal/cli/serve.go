@@ -2,10 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -14,7 +18,7 @@ import (
 
 func runServe(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "serve", "--config FILE")
-	path := fs.String("config", "", "configuration file (required)")
+	path := fs.String("config", "", "configuration file (required); reloaded on SIGHUP and when it changes")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -23,12 +27,20 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := newLogger(e.stderr, cfg.Log)
-	return serve(ctx, cfg, e.getenv, log, nil)
+	return serve(ctx, cfg, e.getenv, log, serveOptions{configPath: *path})
 }
 
-// serve runs the gateway until ctx ends. When ready is non-nil it receives
-// the bound address once the listener is up.
-func serve(ctx context.Context, cfg *config.Config, getenv func(string) string, log *slog.Logger, ready func(addr net.Addr)) error {
+type serveOptions struct {
+	// configPath enables reloads (SIGHUP and file changes) when set.
+	configPath string
+	// watchInterval is how often the file is checked for changes. Default 2s.
+	watchInterval time.Duration
+	// ready receives the bound address once the listener is up.
+	ready func(addr net.Addr)
+}
+
+// serve runs the gateway until ctx ends, then drains and flushes.
+func serve(ctx context.Context, cfg *config.Config, getenv func(string) string, log *slog.Logger, o serveOptions) error {
 	g, err := buildGateway(ctx, cfg, getenv, log)
 	if err != nil {
 		return err
@@ -38,7 +50,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) string, 
 		g.close(context.Background())
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	srv := server.NewHTTPServer(g.handler, server.HTTPOptions{
+	srv := server.NewHTTPServer(g, server.HTTPOptions{
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		ReadTimeout:       cfg.Server.ReadTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
@@ -70,9 +82,14 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) string, 
 		srv.TLSConfig = cr.TLSConfig()
 		scheme = "https"
 	}
-	log.Info("gatehouse listening", slog.String("scheme", scheme), slog.String("addr", ln.Addr().String()), slog.Int("models", len(cfg.Models)), slog.Int("upstreams", len(cfg.Upstreams)))
-	if ready != nil {
-		ready(ln.Addr())
+	if o.configPath != "" {
+		stopWatch := watchConfig(ctx, g, o.configPath, o.watchInterval)
+		defer stopWatch()
+	}
+	log.Info("gatehouse listening", slog.String("scheme", scheme), slog.String("addr", ln.Addr().String()),
+		slog.Int("models", len(cfg.Models)), slog.Int("upstreams", len(cfg.Upstreams)))
+	if o.ready != nil {
+		o.ready(ln.Addr())
 	}
 	serveErr := server.Serve(ctx, srv, ln, cfg.Server.ShutdownTimeout)
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -86,4 +103,39 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) string, 
 	}
 	log.Info("gatehouse stopped cleanly")
 	return nil
+}
+
+// watchConfig reloads the configuration on SIGHUP and whenever the file's
+// contents change (checked every interval; this also catches Kubernetes
+// ConfigMap updates, which swap a symlink).
+func watchConfig(ctx context.Context, g *gateway, path string, interval time.Duration) (stop func()) {
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	if data, err := os.ReadFile(path); err == nil {
+		g.cur.Load().hash = sha256.Sum256(data) // the running configuration
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-hup:
+				_ = g.reload(ctx, path, "sighup")
+			case <-t.C:
+				_ = g.reload(ctx, path, "file_change")
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
