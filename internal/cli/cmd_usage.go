@@ -29,8 +29,8 @@ import (
 
 // governance is the admission engine built from the configuration.
 type governance struct {
-	Engine  *limits.Engine
-	Pricing *pricing.Table
+	Engine    *limits.Engine
+	Pricing   *pricing.Table
 	backend   limits.Backend
 	closer    io.Closer // Redis client, if any (nil when borrowed from a previous generation)
 	limitsCfg config.Limits
