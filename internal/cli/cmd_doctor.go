@@ -138,9 +138,9 @@ func clockTolerance(e *env, path string) time.Duration {
 }
 
 // doctorConfig loads the configuration for the config-valid check. When
-// the file is invalid but still decodes, the decoded (unvalidated,
-// defaulted, secrets unresolved) configuration is returned so the other
-// checks can run.
+// the file is invalid but still decodes, the decoded configuration
+// (unvalidated, defaulted, secrets resolved where they can be) is returned
+// so that the other checks still run.
 func doctorConfig(e *env, path string) (*config.Config, doctor.Check) {
 	cfg, err := config.Load(path, e.getenv)
 	if err == nil {
