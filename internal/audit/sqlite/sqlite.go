@@ -103,6 +103,7 @@ type Store struct {
 	walMu sync.Mutex
 	wal   *os.File
 	syncs atomic.Uint64
+	fsync func(*os.File) error // (*os.File).Sync; tests inject failures
 
 	stop chan struct{}
 	done chan struct{}
@@ -142,7 +143,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{opts: opts, log: opts.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{opts: opts, log: opts.Logger, stop: make(chan struct{}), done: make(chan struct{}), fsync: (*os.File).Sync}
 	if opts.ReadOnly {
 		if _, err := os.Stat(opts.Path); err != nil {
 			return nil, fmt.Errorf("audit sqlite: no audit database: %w", err)
@@ -705,7 +706,7 @@ func (s *Store) syncWAL() {
 		}
 		s.wal = f
 	}
-	if err := s.wal.Sync(); err != nil {
+	if err := s.fsync(s.wal); err != nil {
 		s.fatal.Store(fmt.Errorf("audit sqlite: WAL fsync failed, store unusable until restart: %w", err))
 		s.log.Error("audit sqlite: WAL fsync failed; refusing further writes", slog.Any("err", err))
 		return

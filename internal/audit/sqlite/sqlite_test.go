@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +105,35 @@ func TestCrashLevelFsyncsWALAfterCommits(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if s.WALSyncs() != n {
 		t.Errorf("fsynced again without new commits")
+	}
+}
+
+// An fsync error makes the WAL untrustworthy: every later write fails, so
+// a fail-closed Recorder refuses requests until a restart.
+func TestFsyncFailureIsFatal(t *testing.T) {
+	s, err := sqlite.Open(context.Background(), sqlite.Options{Path: filepath.Join(t.TempDir(), "a.db"), SyncInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sqlite.SetFsync(s, func(*os.File) error { return errors.New("EIO") })
+	r := audit.NewRecorder(audit.RecorderOptions{Store: s})
+	defer r.Close(context.Background())
+	if err := r.Begin(context.Background(), audittest.Sample("before", 0)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := r.Begin(context.Background(), audittest.Sample(fmt.Sprint("after-", time.Now().UnixNano()), 0))
+		if errors.Is(err, audit.ErrUnavailable) {
+			if !strings.Contains(err.Error(), "fsync failed") {
+				t.Errorf("cause not reported: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writes still accepted after a failed fsync")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
