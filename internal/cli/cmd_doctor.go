@@ -27,7 +27,7 @@ func runDoctor(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "doctor", doctorSynopsis)
 	cfgPath := fs.String("config", "", "the gateway's configuration file: check it, the identity provider, upstreams and stores, and the gateway at public_url or listen when it runs")
 	gwURL := fs.String("url", "", "a deployed gateway's base URL: check health, /v1/models, refusal of unauthenticated and bypassing requests, and TLS")
-	token := fs.String("token", "", "a user's token (e.g. from `gatehouse token`) to check an authenticated request; default $GATEHOUSE_DOCTOR_TOKEN")
+	token := fs.String("token", "", "a user's token (from 'gatehouse token') to check an authenticated request; default $GATEHOUSE_DOCTOR_TOKEN")
 	var profiles, skips stringList
 	fs.Var(&profiles, "profile", "a deployed client profile (.mobileconfig, .reg, .json) to compare with the identity configuration; repeatable")
 	fs.Var(&skips, "skip", "check name to skip; repeatable")
