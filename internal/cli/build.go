@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit/journal"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/limits"
 	"github.com/gatehouse-dev/gatehouse/internal/metrics"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
@@ -97,6 +98,11 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		AuditMaxWrite:     func() float64 { return rec.Stats().MaxWriteLatency.Seconds() },
 		AuditGaps:         func() float64 { return float64(rec.Stats().Gaps) },
 		AuditRefused:      func() float64 { return float64(rec.Stats().Refused) },
+		// The engine belongs to the current generation; its counters restart
+		// on a reload, which Prometheus treats as a counter reset.
+		LimitsStoreErrors: func() float64 { return float64(g.limitsStats().BackendErrors) },
+		LimitsFailedOpen:  func() float64 { return float64(g.limitsStats().FailedOpen) },
+		LimitsFailClosed:  func() float64 { return float64(g.limitsStats().FailedClosed) },
 	})
 
 	gen, err := g.buildGeneration(ctx, cfg, nil)
@@ -105,6 +111,13 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 	}
 	g.cur.Store(gen)
 	return g, nil
+}
+
+func (g *gateway) limitsStats() limits.Stats {
+	if gen := g.cur.Load(); gen != nil && gen.gov != nil && gen.gov.Engine != nil {
+		return gen.gov.Engine.Stats()
+	}
+	return limits.Stats{}
 }
 
 // buildGeneration builds the reloadable components from cfg. prev, when

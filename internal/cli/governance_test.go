@@ -57,14 +57,25 @@ func TestGovernanceThroughGateway(t *testing.T) {
 	if typ, _, _ := errorBody(t, resp); typ != "rate_limit_error" {
 		t.Fatalf("rate limit type %s", typ)
 	}
+	// Counting tokens spends nothing: it works with the minute's requests
+	// used up, and is refused for a model outside the policy.
+	resp = h.post("/v1/messages/count_tokens", ada, `{"model":"claude-haiku-4-5","messages":[]}`, nil)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("count_tokens after the rate limit: %d", resp.StatusCode)
+	}
+	if resp = h.post("/v1/messages/count_tokens", ada, `{"model":"claude-sonnet-4-6","messages":[]}`, nil); resp.StatusCode != 403 {
+		t.Fatalf("count_tokens for a model outside the policy: %d", resp.StatusCode)
+	}
+	resp.Body.Close()
 
 	client := sdkClient(h, ada)
 	page, err := client.Models.List(context.Background(), anthropic.ModelListParams{})
 	if err != nil || len(page.Data) != 1 || page.Data[0].ID != "claude-haiku-4-5" {
 		t.Fatalf("models for a haiku-only user: %v %+v", err, page)
 	}
-	if h.stub.Count() != 2 {
-		t.Fatalf("upstream received %d requests, want 2", h.stub.Count())
+	if h.stub.Count() != 3 { // two messages and one count_tokens
+		t.Fatalf("upstream received %d requests, want 3", h.stub.Count())
 	}
 
 	recs := h.records()

@@ -52,6 +52,9 @@ type Gauges struct {
 	AuditGaps         func() float64 // fail-open gaps (counter)
 	AuditRefused      func() float64 // fail-closed refusals (counter)
 	KeySetRefreshes   func() float64 // identity key-set fetches (counter)
+	LimitsStoreErrors func() float64 // limits store calls that failed (counter)
+	LimitsFailedOpen  func() float64 // requests admitted uncounted because the store failed (counter)
+	LimitsFailClosed  func() float64 // requests refused because the store failed (counter)
 }
 
 // New registers every collector on a fresh registry.
@@ -99,6 +102,9 @@ func New(version string, g Gauges) *Metrics {
 	gauge("gatehouse_audit_write_max_seconds", "Longest single audit store write so far.", g.AuditMaxWrite, false)
 	gauge("gatehouse_audit_gaps_total", "Requests served without a durable audit record (fail-open mode only).", g.AuditGaps, true)
 	gauge("gatehouse_audit_refused_total", "Requests refused because the audit store could not be written (fail-closed).", g.AuditRefused, true)
+	gauge("gatehouse_limits_store_errors_total", "Limits store (Redis) calls that failed.", g.LimitsStoreErrors, true)
+	gauge("gatehouse_limits_failed_open_total", "Requests admitted without counting because the limits store failed (fail_mode open).", g.LimitsFailedOpen, true)
+	gauge("gatehouse_limits_failed_closed_total", "Requests refused because the limits store failed (fail_mode closed).", g.LimitsFailClosed, true)
 	gauge("gatehouse_keyset_refreshes_total", "Identity-provider key-set fetches.", g.KeySetRefreshes, true)
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_build_info", Help: "Build information.", ConstLabels: prometheus.Labels{"version": version}})
 	bi.Set(1)

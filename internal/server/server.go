@@ -347,7 +347,15 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 	rec.Upstream, rec.UpstreamModel = m.Upstream, m.UpstreamModel
 
 	var adm Admission
-	if s.opts.Admit != nil {
+	if s.opts.Admit != nil && r.URL.Path == "/v1/messages/count_tokens" {
+		// Counting tokens spends nothing: check model access only, so it
+		// uses no rate limit, budget or stream slot.
+		if len(s.opts.Admit.AllowedModels(p, []string{m.ID})) == 0 {
+			s.deny(w, r, rec, &Denial{Status: http.StatusForbidden, ErrorType: anthropic.PermissionError, Reason: "limit_model",
+				Message: fmt.Sprintf("model: %s is not allowed for you by the gateway's policy.", m.ID)}, start)
+			return
+		}
+	} else if s.opts.Admit != nil {
 		var d *Denial
 		adm, d = s.opts.Admit.Admit(ctx, p, AdmitRequest{Model: m.ID, Upstream: m.Upstream, BodyBytes: int64(len(body)), MaxTokens: req.MaxTokens, Stream: req.Stream})
 		if d != nil {
