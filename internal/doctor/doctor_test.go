@@ -13,12 +13,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -631,6 +634,33 @@ func TestGatewayHealth(t *testing.T) {
 	for _, c := range g.Checks()[1:5] {
 		if r := c.Run(context.Background()); r.Status != Skip || !strings.Contains(r.Message, "see gateway-health") {
 			t.Errorf("%s without a gateway: %+v", c.Name(), r)
+		}
+	}
+}
+
+// TestImports guards the package's place in the architecture: doctor does
+// not know the configuration schema (internal/cli maps it), does not import
+// the server it diagnoses, and production code does not import httptest.
+func TestImports(t *testing.T) {
+	files, _ := filepath.Glob("*.go")
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range af.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			switch {
+			case p == "github.com/gatehouse-dev/gatehouse/internal/config",
+				p == "github.com/gatehouse-dev/gatehouse/internal/server",
+				p == "github.com/gatehouse-dev/gatehouse/internal/cli",
+				p == "net/http/httptest":
+				t.Errorf("%s imports %s", f, p)
+			}
 		}
 	}
 }
