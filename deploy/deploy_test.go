@@ -772,3 +772,100 @@ func balancedErr(code string) error {
 	}
 	return nil
 }
+
+var bicepStringRE = regexp.MustCompile(`'((?:[^'\\]|\\.)*)'`)
+
+// bicepLiterals returns the string literals of src, unescaped, in order.
+func bicepLiterals(src string) []string {
+	var out []string
+	for _, m := range bicepStringRE.FindAllStringSubmatch(src, -1) {
+		s := strings.NewReplacer(`\n`, "\n", `\'`, "'", `\\`, `\`, `\$`, "$").Replace(m[1])
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestBicepConfig assembles the gateway configuration main.bicep generates
+// (configLines, with sample parameter values in the interpolations) and
+// checks that internal/config accepts it, in both audit variants.
+func TestBicepConfig(t *testing.T) {
+	data, err := os.ReadFile("azure/main.bicep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(data)
+	varDef := func(name string) string {
+		i := strings.Index(src, "\nvar "+name+" = ")
+		if i < 0 {
+			t.Fatalf("no var %s", name)
+		}
+		rest := src[i+1:]
+		if j := strings.Index(rest, "\nvar "); j > 0 {
+			rest = rest[:j]
+		}
+		return rest
+	}
+	values := map[string]string{
+		"namePrefix": "gatehouse", "containerEnv.properties.defaultDomain": "purple-sea-1234.westeurope.azurecontainerapps.io",
+		"issuer":         "https://login.microsoftonline.com/00000000-0000-4000-8000-000000000001/v2.0",
+		"clientId":       "00000000-0000-4000-8000-000000000002",
+		"foundryBaseUrl": "https://contoso-ai.services.ai.azure.com/anthropic",
+		"requiredRole":   "Claude.User", "m.id": "claude-sonnet-4-6", "m.deployment": "sonnet-prod",
+		"auditPostgresUrl": "postgres://gatehouse@db.postgres.database.azure.com:5432/gatehouse?sslmode=require",
+	}
+	interp := regexp.MustCompile(`\$\{([^}]+)\}`)
+	expand := func(s string) string {
+		return interp.ReplaceAllStringFunc(s, func(m string) string {
+			v, ok := values[m[2:len(m)-1]]
+			if !ok {
+				t.Errorf("no sample value for %s", m)
+			}
+			return v
+		})
+	}
+	// The helper variables: the literals of each branch.
+	lits := func(name string) []string { return bicepLiterals(varDef(name)) }
+	model := lits("modelLines")
+	role := lits("roleLines")
+	audit := lits("auditLines") // postgres pair, then sqlite pair
+	if len(model) != 1 || len(role) != 1 || len(audit) != 4 {
+		t.Fatalf("unexpected shapes: modelLines %d, roleLines %d, auditLines %d literals", len(model), len(role), len(audit))
+	}
+	groups := regexp.MustCompile(`\],\s*([\w,\s]+?),\s*\[`).Split(varDef("configLines"), -1)
+	seps := regexp.MustCompile(`\],\s*([\w,\s]+?),\s*\[`).FindAllStringSubmatch(varDef("configLines"), -1)
+	if len(groups) != 3 || len(seps) != 2 {
+		t.Fatalf("configLines is not concat([...], vars, [...], vars, [...]): %d groups", len(groups))
+	}
+	for _, auditVariant := range [][]string{audit[:2], audit[2:]} {
+		var lines []string
+		for i, g := range groups {
+			lines = append(lines, bicepLiterals(g)...)
+			if i < len(seps) {
+				for _, v := range strings.Split(seps[i][1], ",") {
+					switch strings.TrimSpace(v) {
+					case "roleLines":
+						lines = append(lines, role...)
+					case "modelLines":
+						lines = append(lines, model...)
+					case "auditLines":
+						lines = append(lines, auditVariant...)
+					default:
+						t.Fatalf("unknown variable %q in configLines", v)
+					}
+				}
+			}
+		}
+		text := expand(strings.Join(lines, "\n")) + "\n"
+		cfg := validConfig(t, "main.bicep configLines", text)
+		up := cfg.UpstreamByName("foundry")
+		if up == nil || up.Azure == nil || up.Azure.ManagedIdentity == nil || up.APIKey.IsSet() {
+			t.Errorf("the generated upstream does not use the managed identity:\n%s", text)
+		}
+		if cfg.Models[0].UpstreamModel != "sonnet-prod" || cfg.Identity.Audiences[0] != values["clientId"] || len(cfg.Identity.RequiredRoles) != 1 {
+			t.Errorf("generated config lost a parameter:\n%s", text)
+		}
+		if !strings.HasPrefix(cfg.PublicURL, "https://gatehouse-app.") {
+			t.Errorf("public_url %q", cfg.PublicURL)
+		}
+	}
+}
