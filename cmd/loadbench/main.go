@@ -59,6 +59,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gatehouseBin := fs.String("gatehouse", "", "path of a built gatehouse binary (default: build ./cmd/gatehouse)")
 	sync := fs.String("sync", "crash", "audit.sync level for the gateway: crash | always")
 	deltas := fs.Int("deltas", 5, "text deltas per streamed response")
+	withAlways := fs.Bool("always", true, "also measure the gateway at audit.sync=always")
+	slowN := fs.Int("slow-streams", 1000, "concurrent slow streams to hold open through the gateway (0: skip)")
+	slowEvents := fs.Int("slow-events", 20, "events per slow stream")
+	slowEvery := fs.Duration("slow-interval", 500*time.Millisecond, "time between a slow stream's events")
+	soak := fs.Duration("soak", 0, "run a constant streaming load this long and sample the gateway's RSS (e.g. 10m; 0: skip)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -114,12 +119,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer bare.stop()
 
-	gwAddr, err := freeAddr()
+	slowStub, err := fakeanthropic.Start(fakeanthropic.Options{Key: key, Deltas: *slowEvents, EventDelay: *slowEvery})
 	if err != nil {
 		return err
 	}
-	cfgPath := filepath.Join(dir, "gatehouse.yaml")
-	cfg := fmt.Sprintf(`listen: %s
+	defer slowStub.Close()
+	startGW := func(level string) (*child, string, error) {
+		gwAddr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		cfgPath := filepath.Join(dir, "gatehouse-"+level+".yaml")
+		cfg := fmt.Sprintf(`listen: %s
 identity:
   type: entra
   issuer: %s
@@ -130,26 +141,47 @@ upstreams:
     provider: anthropic
     base_url: %s
     api_key: ${env:BENCH_UPSTREAM_KEY}
+  - name: slow
+    provider: anthropic
+    base_url: %s
+    api_key: ${env:BENCH_UPSTREAM_KEY}
 models:
   - id: claude-sonnet-4-6
+    upstream: stub
+  - id: claude-slow-stream
+    upstream: slow
+policies:
+  - name: everyone
+    match: {}
+    limits:
+      requests_per_minute: 100000000
+      tokens_per_minute: 100000000000
+      concurrent_streams: 1000000
 audit:
   sqlite: %s
   sync: %s
 log:
   level: warn
-`, gwAddr, issuer.Issuer(tenant), clientID, stub.URL(), filepath.Join(dir, "audit.db"), *sync)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+`, gwAddr, issuer.Issuer(tenant), clientID, stub.URL(), slowStub.URL(), filepath.Join(dir, "audit-"+level+".db"), level)
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			return nil, "", err
+		}
+		gw, err := startProcess(ctx, bin, []string{"serve", "--config", cfgPath}, []string{"BENCH_UPSTREAM_KEY=" + key})
+		if err != nil {
+			return nil, "", fmt.Errorf("gateway: %w", err)
+		}
+		u := "http://" + gwAddr
+		if err := waitReady(ctx, u+"/readyz"); err != nil {
+			gw.stop()
+			return nil, "", fmt.Errorf("gateway not ready: %w", err)
+		}
+		return gw, u, nil
+	}
+	gw, gwURL, err := startGW(*sync)
+	if err != nil {
 		return err
 	}
-	gw, err := startProcess(ctx, bin, []string{"serve", "--config", cfgPath}, []string{"BENCH_UPSTREAM_KEY=" + key})
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
 	defer gw.stop()
-	gwURL := "http://" + gwAddr
-	if err := waitReady(ctx, gwURL+"/readyz"); err != nil {
-		return fmt.Errorf("gateway not ready: %w", err)
-	}
 
 	targets := []target{
 		{name: "direct", url: stub.URL(), header: http.Header{"X-Api-Key": {key}}},
@@ -187,7 +219,147 @@ log:
 				us(b.ttfb50), us(g.ttfb50), b.rps, g.rps, 100*g.rps/b.rps, float64(g.rssMax)/(1<<20), d.errors, b.errors, g.errors)
 		}
 	}
+	auth := http.Header{"Authorization": {"Bearer " + token}}
+	if *withAlways && *sync != "always" {
+		gw2, u2, err := startGW("always")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\n## audit.sync=always (every begin-record fsynced before forwarding)\n\n| mode | conc | gatehouse p50 / p99 | req/s |\n|---|---|---|---|\n")
+		for _, c := range levels {
+			t := target{name: "gatehouse-always", url: u2, header: auth}
+			load(ctx, t, false, c, *warmup)
+			r := load(ctx, t, false, c, *duration)
+			fmt.Fprintf(stdout, "| json | %d | %s / %s | %.0f |\n", c, us(r.p50), us(r.p99), r.rps)
+		}
+		gw2.stop()
+	}
+	if *slowN > 0 {
+		fmt.Fprintf(stdout, "\n## %d concurrent slow streams (%d events, one every %s)\n\n", *slowN, *slowEvents, *slowEvery)
+		res := slowStreams(ctx, gwURL, auth, *slowN, gw.cmd.Process.Pid)
+		fmt.Fprintf(stdout, "| streams completed | largest gap between events | p99 gap | gatehouse RSS max | wall time |\n|---|---|---|---|---|\n")
+		fmt.Fprintf(stdout, "| %d / %d | %s | %s | %.1f MB | %s |\n", res.completed, *slowN, res.maxGap.Round(time.Millisecond), res.p99Gap.Round(time.Millisecond), float64(res.rssMax)/(1<<20), res.wall.Round(time.Millisecond))
+	}
+	if *soak > 0 {
+		fmt.Fprintf(stdout, "\n## soak: %s of streaming load at concurrency 16\n\n", *soak)
+		samples := soakRSS(ctx, target{name: "gatehouse", url: gwURL, header: auth, pid: gw.cmd.Process.Pid}, *soak)
+		fmt.Fprintf(stdout, "| minute | gatehouse RSS |\n|---|---|\n")
+		for _, sm := range samples {
+			fmt.Fprintf(stdout, "| %.1f | %.1f MB |\n", sm.at.Minutes(), float64(sm.rss)/(1<<20))
+		}
+	}
 	return nil
+}
+
+type slowResult struct {
+	completed      int
+	maxGap, p99Gap time.Duration
+	rssMax         int64
+	wall           time.Duration
+}
+
+// slowStreams holds n streams open at once and measures the gaps between
+// the events each receives: a stall shows as a gap far above the interval.
+func slowStreams(ctx context.Context, base string, hdr http.Header, n, pid int) slowResult {
+	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
+	client := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	var mu sync.Mutex
+	var gaps []time.Duration
+	res := slowResult{}
+	stop := make(chan struct{})
+	go func() {
+		for {
+			if r := rss(pid); r > res.rssMax {
+				mu.Lock()
+				res.rssMax = r
+				mu.Unlock()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/messages", strings.NewReader(strings.Replace(streamBody, "claude-sonnet-4-6", "claude-slow-stream", 1)))
+			for k, v := range hdr {
+				req.Header[k] = v
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			buf := make([]byte, 4096)
+			last := time.Now()
+			var my []time.Duration
+			complete, got := false, false
+			for {
+				n, err := resp.Body.Read(buf)
+				if n > 0 {
+					now := time.Now()
+					if got {
+						my = append(my, now.Sub(last)) // the first read is time to first byte, not a gap
+					}
+					got, last = true, now
+					if strings.Contains(string(buf[:n]), "message_stop") {
+						complete = true
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			mu.Lock()
+			gaps = append(gaps, my...)
+			if complete && resp.StatusCode == 200 {
+				res.completed++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	res.wall = time.Since(start)
+	res.p99Gap = pct(gaps, 99)
+	res.maxGap = pct(gaps, 100)
+	return res
+}
+
+type rssSample struct {
+	at  time.Duration
+	rss int64
+}
+
+// soakRSS runs streaming load at concurrency 16 for d, sampling RSS.
+func soakRSS(ctx context.Context, t target, d time.Duration) []rssSample {
+	var out []rssSample
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		load(ctx, target{name: t.name, url: t.url, header: t.header}, true, 16, d)
+		close(done)
+	}()
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	out = append(out, rssSample{0, rss(t.pid)})
+	for {
+		select {
+		case <-done:
+			out = append(out, rssSample{time.Since(start), rss(t.pid)})
+			return out
+		case <-tick.C:
+			out = append(out, rssSample{time.Since(start), rss(t.pid)})
+		}
+	}
 }
 
 func ratio(a, b time.Duration) float64 {

@@ -106,6 +106,7 @@ type Engine struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 	stats    stats
+	unpriced sync.Map // model+upstream already warned about
 }
 
 type stats struct {
@@ -665,7 +666,11 @@ func (r *Reservation) settle(ctx context.Context, u anthropic.Usage) float64 {
 		e.log.Error("limits store unavailable: usage not recorded in limits", "model", r.model, "tokens", tokens, "cost_usd", cost.USD(), "err", err)
 	}
 	if !cost.Known {
-		e.log.Warn("no price for model: cost computed at the highest known rates; add it to pricing", "model", r.model, "upstream", r.upstream)
+		// Once per model and upstream: the operator needs to know, not to
+		// be told on every request.
+		if _, seen := e.unpriced.LoadOrStore(r.model+"\x00"+r.upstream, true); !seen {
+			e.log.Warn("no price for model: cost computed at the highest known rates; add it to pricing", "model", r.model, "upstream", r.upstream)
+		}
 	}
 	return cost.USD()
 }
