@@ -145,7 +145,8 @@ type VerifyReport struct {
 	Records     int64 `json:"records"`
 	Contents    int64 `json:"contents"` // captured-content rows checked
 	Checkpoints int   `json:"checkpoints"`
-	Covered     int64 `json:"covered"` // entries covered by a valid signed checkpoint (all chains)
+	Anchors     int   `json:"anchors,omitempty"` // exported checkpoints checked
+	Covered     int64 `json:"covered"`           // entries covered by a valid signed checkpoint (all chains)
 	// Unsigned lists chains with entries that no valid checkpoint covers
 	// at all (checked only with a key): their tail could be truncated or
 	// re-chained undetectably. Not a proof of tampering (a gateway may run
@@ -163,6 +164,8 @@ type Verifier interface {
 	// signatures are not checked, truncation is undetectable) and compares
 	// every record with the chain.
 	Verify(ctx context.Context, pub ed25519.PublicKey) (*VerifyReport, error)
+	// VerifyAnchored is Verify plus checkpoints kept outside the store.
+	VerifyAnchored(ctx context.Context, pub ed25519.PublicKey, anchors []Checkpoint) (*VerifyReport, error)
 }
 
 // ChainVerifier checks a chain incrementally; stores feed it entries in
@@ -255,6 +258,18 @@ func plural(n int64, one, many string) string {
 // Checkpoint feeds a stored checkpoint (after all entries).
 func (v *ChainVerifier) Checkpoint(c *Checkpoint) {
 	v.rep.Checkpoints++
+	v.checkpoint(c, "signed checkpoint")
+}
+
+// Anchor feeds a checkpoint kept outside the store (exported to a SIEM or
+// WORM storage), after all entries. It catches a rewrite or truncation of
+// the store that also deleted or replaced the stored checkpoints.
+func (v *ChainVerifier) Anchor(c *Checkpoint) {
+	v.rep.Anchors++
+	v.checkpoint(c, "exported checkpoint")
+}
+
+func (v *ChainVerifier) checkpoint(c *Checkpoint, what string) {
 	if v.pub == nil {
 		return
 	}
@@ -282,12 +297,12 @@ func (v *ChainVerifier) Checkpoint(c *Checkpoint) {
 	}
 	if size > last {
 		v.add(Problem{Kind: ProblemTruncated, Chain: c.Chain, Seq: last + 1,
-			Detail: fmt.Sprintf("signed checkpoint of %s covers %d entries but the chain ends at %d", lines[3], size, last)})
+			Detail: fmt.Sprintf("%s of %s covers %d entries but the chain ends at %d", what, lines[3], size, last)})
 		return
 	}
 	if got := st.hashes[size]; !bytes.Equal(got, head) {
 		v.add(Problem{Kind: ProblemRewritten, Chain: c.Chain, Seq: size,
-			Detail: fmt.Sprintf("entry %d does not match the signed checkpoint of %s (chain re-computed after tampering)", size, lines[3])})
+			Detail: fmt.Sprintf("entry %d does not match the %s of %s (chain re-computed after tampering)", size, what, lines[3])})
 		return
 	}
 	st.covered = max(st.covered, size)

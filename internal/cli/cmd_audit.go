@@ -34,6 +34,7 @@ import (
 type auditReader interface {
 	List(ctx context.Context, f audit.Filter) ([]audit.Record, error)
 	Verify(ctx context.Context, pub ed25519.PublicKey) (*audit.VerifyReport, error)
+	VerifyAnchored(ctx context.Context, pub ed25519.PublicKey, anchors []audit.Checkpoint) (*audit.VerifyReport, error)
 	Close() error
 }
 
@@ -366,9 +367,10 @@ func auditVerifyKey(c config.Audit) (ed25519.PublicKey, error) {
 }
 
 func runAuditVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "audit verify", "--config FILE [--json]")
+	fs := newFlags(e, "audit verify", "--config FILE [--anchors EXPORT.jsonl] [--json]")
 	path := fs.String("config", "", "configuration file (required)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	anchorsPath := fs.String("anchors", "", "a JSON-lines export holding checkpoint events (kept outside the database); each must match the store")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -380,12 +382,27 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("audit.verify_key / audit.signing_key: %w", err)
 	}
+	var anchors []audit.Checkpoint
+	if *anchorsPath != "" {
+		if pub == nil {
+			return usagef("--anchors needs audit.verify_key or audit.signing_key to check the exported checkpoints")
+		}
+		f, err := os.Open(*anchorsPath)
+		if err != nil {
+			return err
+		}
+		anchors, err = export.ReadCheckpoints(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", *anchorsPath, err)
+		}
+	}
 	st, err := openAuditReader(ctx, cfg.Audit)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	rep, err := st.Verify(ctx, pub)
+	rep, err := st.VerifyAnchored(ctx, pub, anchors)
 	if err != nil {
 		return fmt.Errorf("verifying the audit store: %w", err)
 	}
@@ -403,6 +420,9 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "%d records, %d chain entries, %d checkpoints (signed coverage: %d entries)\n",
 			rep.Records, rep.Entries, rep.Checkpoints, rep.Covered)
+		if *anchorsPath != "" {
+			fmt.Fprintf(e.stdout, "%d exported checkpoints checked from %s\n", rep.Anchors, *anchorsPath)
+		}
 		for _, c := range rep.Unsigned {
 			fmt.Fprintf(e.stdout, "WARNING: chain %s has no checkpoint signed by this key: its entries are protected by the hash chain only\n", c)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/audittest"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/export"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 )
 
@@ -356,5 +357,90 @@ func TestOpenAuditInnerSignsCheckpoints(t *testing.T) {
 	code, out, _ := runCLI(t, getenv, "audit", "verify", "--config", cfgPath)
 	if code != 0 || !strings.Contains(out, "signed coverage: 12 entries") {
 		t.Fatalf("verify: exit %d\n%s", code, out)
+	}
+}
+
+// An attacker with write access rewrites the whole database: edits a
+// record, re-computes the chain and deletes the stored checkpoints. Only
+// the checkpoints exported earlier (kept by the SIEM) expose it.
+func TestAuditVerifyAnchorsCatchFullRewrite(t *testing.T) {
+	cfgPath, dbPath, getenv := auditFixture(t)
+	// Export everything (checkpoint included) to a JSON-lines file.
+	st, err := auditsqlite.Open(context.Background(), auditsqlite.Options{Path: dbPath, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := filepath.Join(t.TempDir(), "siem.jsonl")
+	x, err := export.New(export.Options{Source: st, Sink: export.NewJSONLinesFile(anchors), Dir: filepath.Join(t.TempDir(), "spool"), PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { x.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(anchors)
+		if strings.Contains(string(b), `"kind":"checkpoint"`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	st.Close()
+
+	if code, out, _ := runCLI(t, getenv, "audit", "verify", "--config", cfgPath, "--anchors", anchors); code != 0 || !strings.Contains(out, "1 exported checkpoints checked") {
+		t.Fatalf("clean anchored verify: exit %d\n%s", code, out)
+	}
+	// The rewrite.
+	raw, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec("UPDATE audit_records SET status = 200, state = 'completed' WHERE request_id = 'r1'"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := raw.Query("SELECT seq, kind, request_id, payload FROM audit_chain ORDER BY seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ent struct {
+		seq      int64
+		kind, id string
+		payload  []byte
+	}
+	var ents []ent
+	for rows.Next() {
+		var e ent
+		if err := rows.Scan(&e.seq, &e.kind, &e.id, &e.payload); err != nil {
+			t.Fatal(err)
+		}
+		ents = append(ents, e)
+	}
+	rows.Close()
+	prev := audit.GenesisHash
+	for _, e := range ents {
+		if e.id == "r1" {
+			e.payload = []byte(strings.NewReplacer(`"state":"denied"`, `"state":"completed"`, `"status":403`, `"status":200`).Replace(string(e.payload)))
+		}
+		h := audit.HashEntry(prev, e.seq, e.kind, e.id, e.payload)
+		if _, err := raw.Exec("UPDATE audit_chain SET payload = ?, prev_hash = ?, hash = ? WHERE seq = ?", e.payload, prev, h, e.seq); err != nil {
+			t.Fatal(err)
+		}
+		prev = h
+	}
+	if _, err := raw.Exec("DELETE FROM audit_checkpoints"); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+
+	code, out, _ := runCLI(t, getenv, "audit", "verify", "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "WARNING: chain main has no checkpoint") {
+		t.Fatalf("without anchors the rewrite is only a warning: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, getenv, "audit", "verify", "--config", cfgPath, "--anchors", anchors)
+	if code != 1 || !strings.Contains(out, "rewritten") || !strings.Contains(out, "exported checkpoint") {
+		t.Fatalf("anchored verify missed the rewrite: exit %d\n%s", code, out)
 	}
 }

@@ -554,3 +554,33 @@ func (x *Exporter) Stats() Stats {
 	x.mu.Unlock()
 	return Stats{Delivered: x.delivered.Load(), Failures: x.failures.Load(), SpoolBytes: p, SpoolFull: x.full.Load()}
 }
+
+// ReadCheckpoints reads exported events (JSON lines, as the jsonl sink
+// writes them) and returns the checkpoints among them, for `audit verify
+// --anchors`. Other kinds are skipped; a malformed line is an error.
+func ReadCheckpoints(r io.Reader) ([]audit.Checkpoint, error) {
+	var out []audit.Checkpoint
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var ev Event
+		if err := json.Unmarshal(b, &ev); err != nil {
+			return nil, fmt.Errorf("line %d: not an exported event: %v", line, err)
+		}
+		if ev.Kind != "checkpoint" {
+			continue
+		}
+		var c CheckpointJSON
+		if err := json.Unmarshal(ev.Record, &c); err != nil {
+			return nil, fmt.Errorf("line %d: malformed checkpoint: %v", line, err)
+		}
+		out = append(out, audit.Checkpoint{Chain: c.Chain, Size: c.Size, Head: c.Head, Time: c.Time, KeyID: c.KeyID, Note: c.Note, Signature: c.Signature})
+	}
+	return out, sc.Err()
+}

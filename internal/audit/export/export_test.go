@@ -2,6 +2,7 @@ package export_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -366,4 +367,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func FuzzReadCheckpoints(f *testing.F) {
+	f.Add([]byte(`{"idempotency_key":"checkpoint/main/6","chain":"main","chain_seq":6,"kind":"checkpoint","record":{"chain":"main","size":6,"head":"AAAA","time":"2026-11-24T10:00:00Z","key_id":"k","note":"n","signature":"AAAA"}}` + "\n"))
+	f.Add([]byte(`{"kind":"begin","record":{}}` + "\n\n"))
+	f.Add([]byte("not json\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cps, err := export.ReadCheckpoints(bytes.NewReader(data))
+		if err != nil && len(cps) != 0 {
+			t.Errorf("checkpoints returned with an error")
+		}
+	})
 }

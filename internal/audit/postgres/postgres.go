@@ -578,6 +578,12 @@ func (s *Store) background() {
 // in one repeatable-read snapshot. Records older than the retention
 // horizon may be missing.
 func (s *Store) Verify(ctx context.Context, pub ed25519.PublicKey) (*audit.VerifyReport, error) {
+	return s.VerifyAnchored(ctx, pub, nil)
+}
+
+// VerifyAnchored is Verify plus checkpoints kept outside the store (the
+// exporters' checkpoint events).
+func (s *Store) VerifyAnchored(ctx context.Context, pub ed25519.PublicKey, anchors []audit.Checkpoint) (*audit.VerifyReport, error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("audit postgres: verify: %w", err)
@@ -631,6 +637,9 @@ func (s *Store) Verify(ctx context.Context, pub ed25519.PublicKey) (*audit.Verif
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("audit postgres: verify: %w", err)
+	}
+	for i := range anchors {
+		v.Anchor(&anchors[i])
 	}
 	rows, err = tx.Query(ctx, "SELECT "+sqlrow.SelectList()+" FROM audit_records ORDER BY seq")
 	if err != nil {

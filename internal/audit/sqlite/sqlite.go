@@ -570,6 +570,12 @@ func (s *Store) Recover(ctx context.Context, instance string) (n int, err error)
 // compares every record with its last chain entry. It reads through the
 // read-only pool, so the gateway keeps running.
 func (s *Store) Verify(ctx context.Context, pub ed25519.PublicKey) (*audit.VerifyReport, error) {
+	return s.VerifyAnchored(ctx, pub, nil)
+}
+
+// VerifyAnchored is Verify plus checkpoints kept outside the store (the
+// exporters' checkpoint events).
+func (s *Store) VerifyAnchored(ctx context.Context, pub ed25519.PublicKey, anchors []audit.Checkpoint) (*audit.VerifyReport, error) {
 	fetch := func(_ string, seq int64) (*audit.ChainEntry, error) {
 		e := &audit.ChainEntry{Chain: chainName}
 		err := s.reader.QueryRowContext(ctx, "SELECT seq, kind, request_id, payload, prev_hash, hash FROM audit_chain WHERE seq = ?", seq).
@@ -616,6 +622,9 @@ func (s *Store) Verify(ctx context.Context, pub ed25519.PublicKey) (*audit.Verif
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
+	}
+	for i := range anchors {
+		v.Anchor(&anchors[i])
 	}
 	rows, err = tx.QueryContext(ctx, "SELECT "+sqlrow.SelectList()+" FROM audit_records ORDER BY seq")
 	if err != nil {
