@@ -239,17 +239,50 @@ func (t *SSETap) AtEventBoundary() bool {
 }
 
 // UsageFromJSON extracts usage from a non-streaming Messages response body.
-// ok is false when the body has no usage object.
+// ok is false when the body has no usage object. It decodes only the
+// top-level usage and model values, not the content.
 func UsageFromJSON(body []byte) (u Usage, model string, ok bool) {
-	var m struct {
-		Model string     `json:"model"`
-		Usage *usageJSON `json:"usage"`
-	}
-	if err := json.Unmarshal(body, &m); err != nil || m.Usage == nil {
+	s := scanner{b: body}
+	s.ws()
+	if !s.eat('{') {
 		return Usage{}, "", false
 	}
-	u.merge(m.Usage)
-	return u, m.Model, true
+	for s.i < len(s.b) {
+		s.ws()
+		if s.eat('}') {
+			break
+		}
+		kStart := s.i
+		s.skipString()
+		key := body[kStart:s.i]
+		s.ws()
+		if !s.eat(':') {
+			return Usage{}, "", false
+		}
+		s.ws()
+		vStart := s.i
+		s.skipValue()
+		val := body[vStart:s.i]
+		switch string(key) {
+		case `"usage"`:
+			var j usageJSON
+			if json.Unmarshal(val, &j) != nil {
+				return Usage{}, "", false
+			}
+			u.merge(&j)
+			ok = true
+		case `"model"`:
+			_ = json.Unmarshal(val, &model)
+		}
+		s.ws()
+		if !s.eat(',') {
+			break
+		}
+	}
+	if !ok {
+		return Usage{}, "", false
+	}
+	return u, model, true
 }
 
 // ErrorTypeFromJSON returns error.type from an Anthropic error envelope.

@@ -1,6 +1,8 @@
 package anthropic
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -153,6 +155,34 @@ func FuzzSSETap(f *testing.F) {
 		}
 		if whole.Usage() != parts.Usage() || whole.Complete() != parts.Complete() {
 			t.Fatalf("chunking changed the result: %+v vs %+v", whole.Usage(), parts.Usage())
+		}
+	})
+}
+
+func FuzzUsageFromJSON(f *testing.F) {
+	f.Add([]byte(`{"id":"m","model":"claude-sonnet-4-6","content":[{"type":"text","text":"}\\"usage\\""}],"usage":{"input_tokens":3,"output_tokens":4}}`))
+	f.Add([]byte(`{"usage":{"input_tokens":1},"usage":{"output_tokens":2}}`))
+	f.Add([]byte(`{"a":{"usage":{"input_tokens":9}}}`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		u, _, ok := UsageFromJSON(body) // must not panic or hang on any input
+		var ref struct {
+			Usage *usageJSON `json:"usage"`
+		}
+		if !json.Valid(body) || json.Unmarshal(body, &ref) != nil || bytes.Count(body, []byte(`"usage"`)) > 1 {
+			return
+		}
+		var want Usage
+		want.merge(ref.Usage)
+		if ok != (ref.Usage != nil) || (ok && u != want) {
+			// A map decode matches keys exactly, like the scanner; a struct
+			// decode is case-insensitive, so only compare exact-key bodies.
+			var m map[string]json.RawMessage
+			if json.Unmarshal(body, &m) == nil {
+				if _, exact := m["usage"]; exact != ok {
+					t.Fatalf("usage found=%v, exact key present=%v", ok, exact)
+				}
+			}
 		}
 	})
 }

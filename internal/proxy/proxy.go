@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/anthropic"
@@ -83,6 +84,7 @@ type Options struct {
 type Proxy struct {
 	opts Options
 	log  *slog.Logger
+	bufs sync.Pool // 32 KiB buffers responses are relayed through
 }
 
 // New returns a Proxy.
@@ -94,7 +96,9 @@ func New(opts Options) *Proxy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{opts: opts, log: log}
+	p := &Proxy{opts: opts, log: log}
+	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	return p
 }
 
 // ErrorWriter writes a gateway-generated error in the Anthropic envelope.
@@ -192,7 +196,9 @@ func isEventStream(ct string) bool {
 // reaches the client as soon as it arrives.
 func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, res *Result) {
 	tap := anthropic.NewSSETap()
-	buf := make([]byte, 32<<10)
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp)
+	buf := *bp
 	var werr error
 	for {
 		n, rerr := body.Read(buf)
@@ -241,7 +247,9 @@ func (p *Proxy) relayJSON(ctx context.Context, w http.ResponseWriter, rc *http.R
 	if res.Status >= 400 {
 		capture.max = 64 << 10
 	}
-	buf := make([]byte, 32<<10)
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp)
+	buf := *bp
 	var werr error
 	for {
 		n, rerr := body.Read(buf)
