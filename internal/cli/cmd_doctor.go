@@ -282,7 +282,11 @@ func configChecks(e *env, cfg *config.Config, in doctorInput) (checks []doctor.C
 			"%s", strings.Join(caProblems, "\n"))))
 	}
 
-	checks = append(checks, doctor.AuditSQLite(cfg.Audit.SQLite))
+	if cfg.Audit.Postgres != "" && cfg.Audit.SQLite == "" {
+		checks = append(checks, doctor.Fixed("audit-store", doctor.Skipf("the audit trail is on PostgreSQL (see postgres-audit)")))
+	} else {
+		checks = append(checks, doctor.AuditSQLite(cfg.Audit.SQLite))
+	}
 	pw := cfg.Limits.RedisPassword.Value()
 	checks = append(checks, doctor.Redis(cfg.Limits.Redis, pw))
 	for _, role := range []string{"audit", "state"} {

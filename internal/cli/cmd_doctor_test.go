@@ -577,5 +577,8 @@ limits: {redis: %q}
 		if st, msg, _ := rep.status("config-valid"); st != "ok" {
 			t.Errorf("%s: config-valid %s %s", tc.name, st, msg)
 		}
+		if st, msg, _ := rep.status("audit-store"); st != "skip" || !strings.Contains(msg, "PostgreSQL") {
+			t.Errorf("%s: audit-store %s %s, want skip (PostgreSQL)", tc.name, st, msg)
+		}
 	}
 }

@@ -599,7 +599,7 @@ func TestStores(t *testing.T) {
 	if r := Redis(redisURL, "").Run(ctx); r.Status != OK {
 		t.Errorf("redis: %+v", r)
 	}
-	if r := Postgres("state", pgDSN).Run(ctx); r.Status != OK || Postgres("state", pgDSN).Name() != "postgres-state" {
+	if r := Postgres("state", pgDSN).Run(ctx); r.Status != OK || !strings.Contains(r.Message, "accepts writes") || Postgres("state", pgDSN).Name() != "postgres-state" {
 		t.Errorf("postgres: %+v", r)
 	}
 }

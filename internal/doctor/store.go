@@ -113,8 +113,10 @@ func Redis(url, password string) Check {
 	})
 }
 
-// Postgres is "postgres-<role>": the database answers a ping with the
-// configured credentials. The DSN is never printed (it may hold a password).
+// Postgres is "postgres-<role>": the database accepts a connection with the
+// configured credentials and is a read-write primary (not a standby or a
+// read-only session). Nothing is written. The DSN is never printed (it may
+// hold a password).
 func Postgres(role, dsn string) Check {
 	return CheckFunc(CheckName("postgres", role), func(ctx context.Context) Result {
 		if dsn == "" {
@@ -130,9 +132,15 @@ func Postgres(role, dsn string) Check {
 			return Failf("check the host, port, database, user, password and sslmode of the DSN, and that the gateway may reach PostgreSQL", "PostgreSQL at %s: %s", where, describeErr(err))
 		}
 		defer conn.Close(context.Background())
-		if err := conn.Ping(ctx); err != nil {
-			return Failf("check the database server", "PostgreSQL at %s: ping: %s", where, describeErr(err))
+		var recovery bool
+		var readOnly string
+		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')").Scan(&recovery, &readOnly); err != nil {
+			return Failf("check the database server and the user's permissions", "PostgreSQL at %s: %s", where, describeErr(err))
 		}
-		return Okf("PostgreSQL at %s answers", where)
+		if recovery || readOnly == "on" {
+			return Failf("point the DSN at the primary (read-write) server, not a standby or read replica",
+				"PostgreSQL at %s is read-only (standby: %v, transaction_read_only: %s): the gateway cannot write there", where, recovery, readOnly)
+		}
+		return Okf("PostgreSQL at %s answers and accepts writes (primary)", where)
 	})
 }
