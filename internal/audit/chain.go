@@ -43,8 +43,9 @@ type ChainEntry struct {
 	Hash      []byte
 }
 
-// GenesisHash is PrevHash of the first entry of every chain.
-var GenesisHash = make([]byte, sha256.Size)
+// GenesisHash returns PrevHash of the first entry of every chain: 32 zero
+// bytes (a fresh slice each call).
+func GenesisHash() []byte { return make([]byte, sha256.Size) }
 
 // HashEntry computes
 // SHA-256(prev ‖ uint64be(seq) ‖ kind ‖ 0 ‖ request_id ‖ 0 ‖ payload).
@@ -221,7 +222,7 @@ func (v *ChainVerifier) Entry(e *ChainEntry) {
 	v.rep.Entries++
 	st := v.chains[e.Chain]
 	if st == nil {
-		st = &chainState{head: GenesisHash, byHash: map[string]int64{}, hashes: map[int64][]byte{}}
+		st = &chainState{head: GenesisHash(), byHash: map[string]int64{}, hashes: map[int64][]byte{}}
 		v.chains[e.Chain] = st
 	}
 	expected := st.last + 1
@@ -377,7 +378,7 @@ func (v *ChainVerifier) Report() *VerifyReport {
 		if j, ok := st.byHash[string(b.prev)]; ok && j != b.seq {
 			v.add(Problem{Kind: ProblemReordered, Chain: b.chain, Seq: b.seq, RequestID: b.id,
 				Detail: fmt.Sprintf("entry follows entry %d, expected %d", j, b.seq-1)})
-		} else if bytes.Equal(b.prev, GenesisHash) {
+		} else if bytes.Equal(b.prev, GenesisHash()) {
 			v.add(Problem{Kind: ProblemReordered, Chain: b.chain, Seq: b.seq, RequestID: b.id,
 				Detail: "entry claims to start the chain"})
 		} else {

@@ -419,7 +419,7 @@ func TestAuditVerifyAnchorsCatchFullRewrite(t *testing.T) {
 		ents = append(ents, e)
 	}
 	rows.Close()
-	prev := audit.GenesisHash
+	prev := audit.GenesisHash()
 	for _, e := range ents {
 		if e.id == "r1" {
 			e.payload = []byte(strings.NewReplacer(`"state":"denied"`, `"state":"completed"`, `"status":403`, `"status":200`).Replace(string(e.payload)))

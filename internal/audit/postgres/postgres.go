@@ -128,7 +128,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
 	cfg.ConnConfig.RuntimeParams["application_name"] = "gatehouse-audit"
-	s := &Store{opts: opts, log: opts.Logger, months: map[int64]bool{}, head: audit.GenesisHash,
+	s := &Store{opts: opts, log: opts.Logger, months: map[int64]bool{}, head: audit.GenesisHash(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("audit postgres: %w", err)

@@ -426,7 +426,7 @@ func (s *Store) writeRecords(ctx context.Context, recs []*audit.Record, begin bo
 func (s *Store) loadHead(ctx context.Context) error {
 	err := s.stHead.QueryRowContext(ctx).Scan(&s.headSeq, &s.head)
 	if errors.Is(err, sql.ErrNoRows) {
-		s.headSeq, s.head = 0, audit.GenesisHash
+		s.headSeq, s.head = 0, audit.GenesisHash()
 		return nil
 	}
 	if err != nil {

@@ -173,7 +173,7 @@ func TestVerifyDetectsRechainedForgery(t *testing.T) {
 		ents = append(ents, e)
 	}
 	rows.Close()
-	prev := audit.GenesisHash
+	prev := audit.GenesisHash()
 	for _, e := range ents {
 		if e.id == "r2" {
 			e.payload = []byte(strings.Replace(string(e.payload), `"output_tokens":22`, `"output_tokens":2`, 1))
