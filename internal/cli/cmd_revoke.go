@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/credential"
 	"github.com/gatehouse-dev/gatehouse/internal/revoke"
+	"github.com/gatehouse-dev/gatehouse/internal/revoke/graphsync"
 	revokepg "github.com/gatehouse-dev/gatehouse/internal/revoke/postgres"
 	revokesqlite "github.com/gatehouse-dev/gatehouse/internal/revoke/sqlite"
 )
@@ -55,19 +57,49 @@ func startRevocations(ctx context.Context, cfg *config.Config, log *slog.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	snap, err := revoke.Start(ctx, revoke.Options{
+	opts := revoke.Options{
 		Store:           store,
 		Logger:          log.With(slog.String("component", "revoke")),
 		PollInterval:    rc.PollInterval,
 		ReloadInterval:  rc.ReloadInterval,
 		FailClosedAfter: rc.FailClosedAfter,
-	})
+	}
+	var syncer *graphsync.Syncer
+	if es := rc.EntraSync; es.Enabled {
+		cred, err := credential.NewServicePrincipal(credential.ServicePrincipalOptions{
+			TokenOptions:  credential.TokenOptions{Logger: log},
+			Scope:         strings.TrimSuffix(es.GraphURL, "/") + "/.default",
+			TenantID:      es.TenantID,
+			ClientID:      es.ClientID,
+			ClientSecret:  es.ClientSecret.Value(),
+			AuthorityHost: es.AuthorityHost,
+		})
+		if err == nil {
+			syncer, err = graphsync.New(graphsync.Options{
+				Store: store, Credential: cred, TenantID: es.TenantID, GraphURL: es.GraphURL,
+				Interval: es.Interval, ForgetAfter: es.ForgetAfter, Logger: log.With(slog.String("component", "entra-sync")),
+			})
+		}
+		if err != nil {
+			store.Close()
+			return nil, nil, fmt.Errorf("revocation.entra_sync: %w", err)
+		}
+		opts.Observe = syncer.Observe
+	}
+	snap, err := revoke.Start(ctx, opts)
 	if err != nil {
 		store.Close()
 		return nil, nil, err
 	}
-	log.Info("revocations enforced", slog.String("store", where), slog.Int("active", snap.Active()), slog.Int64("version", snap.Version()))
-	return snap, func() error { snap.Close(); return store.Close() }, nil
+	stopSync := func() {}
+	if syncer != nil {
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); syncer.Run(sctx) }()
+		stopSync = func() { cancel(); <-done }
+	}
+	log.Info("revocations enforced", slog.String("store", where), slog.Int("active", snap.Active()), slog.Int64("version", snap.Version()), slog.Bool("entra_sync", syncer != nil))
+	return snap, func() error { stopSync(); snap.Close(); return store.Close() }, nil
 }
 
 // revokeFlags are the flags every revoke command takes.
