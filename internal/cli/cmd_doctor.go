@@ -157,55 +157,11 @@ func doctorConfig(e *env, path string) (*config.Config, doctor.Check) {
 	if derr != nil {
 		return nil, doctor.Fixed("config-valid", r)
 	}
-	resolveSecretsBestEffort(reflect.ValueOf(dec).Elem(), e.getenv)
+	_ = dec.ResolveSecrets(e.getenv) // unresolved secrets stay empty; config-valid reports them
 	dec.ApplyDefaults()
 	return dec, doctor.Fixed("config-valid", r)
 }
 
-// resolveSecretsBestEffort resolves the ${env:NAME} and ${file:/path}
-// secrets of a configuration that failed validation for another reason, so
-// that the upstream checks can still run; secrets that do not resolve stay
-// empty (config-valid reports them). It mirrors internal/config's resolver,
-// which is not exported.
-func resolveSecretsBestEffort(v reflect.Value, getenv func(string) string) {
-	switch v.Kind() {
-	case reflect.Pointer:
-		if !v.IsNil() {
-			resolveSecretsBestEffort(v.Elem(), getenv)
-		}
-	case reflect.Struct:
-		if v.Type() == secretType {
-			s := v.Interface().(config.Secret)
-			ref := s.Ref()
-			inner, ok := strings.CutPrefix(ref, "${")
-			inner, ok2 := strings.CutSuffix(inner, "}")
-			kind, arg, ok3 := strings.Cut(inner, ":")
-			if !ok || !ok2 || !ok3 || !v.CanSet() {
-				return
-			}
-			var val string
-			switch kind {
-			case "env":
-				val = getenv(arg)
-			case "file":
-				if b, err := os.ReadFile(arg); err == nil {
-					val = strings.TrimRight(string(b), "\r\n")
-				}
-			}
-			v.Set(reflect.ValueOf(config.NewSecret(ref, val)))
-			return
-		}
-		for i := 0; i < v.NumField(); i++ {
-			if v.Type().Field(i).IsExported() {
-				resolveSecretsBestEffort(v.Field(i), getenv)
-			}
-		}
-	case reflect.Slice:
-		for i := 0; i < v.Len(); i++ {
-			resolveSecretsBestEffort(v.Index(i), getenv)
-		}
-	}
-}
 
 func gatewayCandidates(cfg *config.Config) []string {
 	var out []string
@@ -436,7 +392,6 @@ func lookupConfigString(cfg *config.Config, path ...string) (string, bool) {
 	return settingString(v, 0)
 }
 
-var secretType = reflect.TypeOf(config.Secret{})
 
 func settingString(v reflect.Value, depth int) (string, bool) {
 	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {

@@ -52,6 +52,12 @@ func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
 
 var secretType = reflect.TypeOf(Secret{})
 
+// ResolveSecrets resolves every secret reference in a decoded (not yet
+// resolved) configuration and reports the ones that failed, with paths.
+// Load does this itself; doctor uses it to check a file whose other
+// problems it also wants to report.
+func (c *Config) ResolveSecrets(getenv Getenv) []error { return resolveSecrets(c, getenv) }
+
 // resolveSecrets walks the config and resolves every Secret field, reporting
 // problems with their YAML paths.
 func resolveSecrets(cfg *Config, getenv Getenv) []error {
