@@ -162,7 +162,6 @@ func doctorConfig(e *env, path string) (*config.Config, doctor.Check) {
 	return dec, doctor.Fixed("config-valid", r)
 }
 
-
 func gatewayCandidates(cfg *config.Config) []string {
 	var out []string
 	if cfg.PublicURL != "" {
@@ -391,7 +390,6 @@ func lookupConfigString(cfg *config.Config, path ...string) (string, bool) {
 	}
 	return settingString(v, 0)
 }
-
 
 func settingString(v reflect.Value, depth int) (string, bool) {
 	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
