@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit/audittest"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/export"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
+	"github.com/jackc/pgx/v5"
 )
 
 const auditCmdConfig = `
@@ -442,5 +443,64 @@ func TestAuditVerifyAnchorsCatchFullRewrite(t *testing.T) {
 	code, out, _ = runCLI(t, getenv, "audit", "verify", "--config", cfgPath, "--anchors", anchors)
 	if code != 1 || !strings.Contains(out, "rewritten") || !strings.Contains(out, "exported checkpoint") {
 		t.Fatalf("anchored verify missed the rewrite: exit %d\n%s", code, out)
+	}
+}
+
+// The audit commands against PostgreSQL: the gateway's store (through
+// openAuditInner) writes, the CLI lists and verifies.
+func TestAuditCommandsOnPostgres(t *testing.T) {
+	dsn := os.Getenv("GATEHOUSE_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("GATEHOUSE_TEST_POSTGRES_DSN is not set")
+		}
+		t.Skip("set GATEHOUSE_TEST_POSTGRES_DSN to run the PostgreSQL audit CLI test")
+	}
+	schema := fmt.Sprintf("clitest_%d", time.Now().UnixNano())
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	dsn += sep + "search_path=" + schema
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			t.Logf("cleanup: %v", err)
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	})
+	cfgPath, _, getenv := auditFixture(t)
+	cfgText, _ := os.ReadFile(cfgPath)
+	cfgText = []byte(strings.Replace(string(cfgText), "  sqlite: ", "  postgres: "+dsn+"\n  instance: gw-pg\n  # sqlite: ", 1))
+	if err := os.WriteFile(cfgPath, cfgText, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(&env{getenv: getenv}, cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := openAuditInner(context.Background(), cfg.Audit, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		r := audittest.Sample(fmt.Sprint("pg", i), time.Duration(i)*time.Second)
+		r.Instance = auditInstance(cfg.Audit)
+		if err := st.Begin(context.Background(), []*audit.Record{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, getenv, "audit", "list", "--config", cfgPath, "--json", "--since", "2026-11-24T09:00:01Z")
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, `"instance":"gw-pg"`) {
+		t.Fatalf("list on postgres: exit %d %s\n%s", code, stderr, out)
+	}
+	code, out, _ = runCLI(t, getenv, "audit", "verify", "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "OK: the audit trail is intact") || !strings.Contains(out, "signed coverage: 3 entries") {
+		t.Fatalf("verify on postgres: exit %d\n%s", code, out)
 	}
 }

@@ -40,7 +40,8 @@ var migrationFS embed.FS
 type Options struct {
 	// DSN is a postgres:// URL. Required.
 	DSN string
-	// Schema holds the tables; created if missing. Default "public".
+	// Schema holds the tables; created if missing. Default: the DSN's
+	// search_path parameter, else "public".
 	Schema string
 	// Instance names this writer's hash chain. Required for writing; two
 	// live stores with the same Instance are refused.
@@ -101,12 +102,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.DSN == "" {
 		return nil, errors.New("audit postgres: DSN is required")
 	}
-	if opts.Schema == "" {
-		opts.Schema = "public"
-	}
-	if !identRE.MatchString(opts.Schema) {
-		return nil, fmt.Errorf("audit postgres: schema %q must be a lower-case identifier", opts.Schema)
-	}
 	if !opts.ReadOnly && opts.Instance == "" {
 		return nil, errors.New("audit postgres: Instance is required for writing")
 	}
@@ -125,6 +120,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(opts.DSN)
 	if err != nil {
 		return nil, errors.New("audit postgres: the DSN is not a valid postgres:// URL")
+	}
+	if opts.Schema == "" {
+		opts.Schema = cfg.ConnConfig.RuntimeParams["search_path"] // ?search_path=… in the DSN
+	}
+	if opts.Schema == "" {
+		opts.Schema = "public"
+	}
+	if !identRE.MatchString(opts.Schema) {
+		return nil, fmt.Errorf("audit postgres: schema %q must be a lower-case identifier", opts.Schema)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
 	cfg.ConnConfig.RuntimeParams["application_name"] = "gatehouse-audit"
