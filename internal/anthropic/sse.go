@@ -33,10 +33,49 @@ type SSETap struct {
 	model     string
 	msgID     string
 	events    int
+
+	capture bool
+	capMax  int
+	capSize int
+	capOver bool
+	blocks  []blockBuf
+}
+
+// blockBuf assembles one content block without quadratic copying.
+type blockBuf struct {
+	typ, id, name string
+	text, input   []byte
+}
+
+// ContentBlock is one assembled block of a streamed response: text,
+// thinking, or a tool call (its input as the JSON the deltas spelled out).
+type ContentBlock struct {
+	Type  string `json:"type"`            // text | thinking | tool_use | other types as announced
+	Text  string `json:"text,omitempty"`  // text and thinking
+	ID    string `json:"id,omitempty"`    // tool_use id
+	Name  string `json:"name,omitempty"`  // tool name
+	Input string `json:"input,omitempty"` // tool_use input JSON
 }
 
 // NewSSETap returns an empty tap.
 func NewSSETap() *SSETap { return &SSETap{} }
+
+// CaptureContent makes the tap also assemble the response's content blocks
+// (for audit content capture), keeping at most max bytes of text; past that
+// the content is marked truncated. Without it the tap decodes only the
+// usage-bearing events.
+func (t *SSETap) CaptureContent(max int) {
+	t.capture, t.capMax = true, max
+}
+
+// Content returns the assembled blocks and whether they were truncated.
+func (t *SSETap) Content() ([]ContentBlock, bool) {
+	out := make([]ContentBlock, 0, len(t.blocks))
+	for _, b := range t.blocks {
+		out = append(out, ContentBlock{Type: b.typ, Text: string(b.text), ID: b.id, Name: b.name, Input: string(b.input)})
+	}
+	return out, t.capOver
+}
 
 // Write feeds the next chunk of the stream. It never fails.
 func (t *SSETap) Write(p []byte) (int, error) {
@@ -95,7 +134,7 @@ func (t *SSETap) handleLine(line []byte) {
 	switch {
 	case bytes.Equal(name, fieldEvent):
 		t.event = append(t.event[:0], value...)
-		t.skipData = !interesting(t.event)
+		t.skipData = !interesting(t.event) && !(t.capture && contentEvent(t.event))
 	case bytes.Equal(name, fieldData):
 		if t.skipData {
 			return
@@ -109,6 +148,14 @@ func (t *SSETap) handleLine(line []byte) {
 		}
 		t.data = append(t.data, value...)
 	}
+}
+
+func contentEvent(event []byte) bool {
+	switch string(event) {
+	case "content_block_start", "content_block_delta":
+		return true
+	}
+	return false
 }
 
 func interesting(event []byte) bool {
@@ -164,6 +211,13 @@ type eventJSON struct {
 		Type    string `json:"type"`
 		Message string `json:"message"`
 	} `json:"error"`
+	Index        *int `json:"index"`
+	ContentBlock *struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"content_block"`
 }
 
 func (t *SSETap) dispatch() {
@@ -208,7 +262,63 @@ func (t *SSETap) dispatch() {
 			t.errType = ev.Error.Type
 			t.errMsg = ev.Error.Message
 		}
+	case "content_block_start":
+		if t.capture && ev.Index != nil && ev.ContentBlock != nil {
+			b := t.block(*ev.Index)
+			b.typ, b.id, b.name = ev.ContentBlock.Type, ev.ContentBlock.ID, ev.ContentBlock.Name
+			t.appendTo(&b.text, ev.ContentBlock.Text)
+		}
+	case "content_block_delta":
+		if t.capture && ev.Index != nil {
+			var d struct {
+				Delta struct {
+					Type        string `json:"type"`
+					Text        string `json:"text"`
+					Thinking    string `json:"thinking"`
+					PartialJSON string `json:"partial_json"`
+				} `json:"delta"`
+			}
+			if json.Unmarshal(t.data, &d) != nil {
+				return
+			}
+			b := t.block(*ev.Index)
+			switch d.Delta.Type {
+			case "text_delta":
+				t.appendTo(&b.text, d.Delta.Text)
+			case "thinking_delta":
+				t.appendTo(&b.text, d.Delta.Thinking)
+			case "input_json_delta":
+				t.appendTo(&b.input, d.Delta.PartialJSON)
+			}
+		}
 	}
+}
+
+// block returns the block at index, growing the list (bounded: indexes
+// past 1024 are folded into the last block).
+func (t *SSETap) block(i int) *blockBuf {
+	if i < 0 {
+		i = 0
+	}
+	if i > 1024 {
+		i = 1024
+	}
+	for len(t.blocks) <= i {
+		t.blocks = append(t.blocks, blockBuf{})
+	}
+	return &t.blocks[i]
+}
+
+func (t *SSETap) appendTo(dst *[]byte, s string) {
+	if s == "" {
+		return
+	}
+	if t.capSize+len(s) > t.capMax {
+		t.capOver = true
+		return
+	}
+	t.capSize += len(s)
+	*dst = append(*dst, s...)
 }
 
 // Usage returns the usage seen so far.

@@ -186,3 +186,39 @@ func FuzzUsageFromJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestSSETapCapturesContent(t *testing.T) {
+	const stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me look.\"}}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello, \"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"world\"}}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{}}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \"}}\n\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Oslo\\\"}\"}}\n\n"
+	tap := NewSSETap()
+	tap.CaptureContent(1 << 20)
+	for i := 0; i < len(stream); i += 7 {
+		tap.Write([]byte(stream[i:min(i+7, len(stream))]))
+	}
+	got, truncated := tap.Content()
+	want := []ContentBlock{{Type: "thinking", Text: "Let me look."}, {Type: "text", Text: "Hello, world"}, {Type: "tool_use", ID: "toolu_1", Name: "get_weather", Input: `{"city": "Oslo"}`}}
+	if truncated || len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("content %+v (truncated %v)", got, truncated)
+	}
+	if tap.Usage().InputTokens != 5 {
+		t.Fatalf("usage lost while capturing: %+v", tap.Usage())
+	}
+	small := NewSSETap()
+	small.CaptureContent(8)
+	small.Write([]byte(stream))
+	if _, truncated := small.Content(); !truncated {
+		t.Fatal("capture past the cap not marked truncated")
+	}
+	off := NewSSETap()
+	off.Write([]byte(stream))
+	if c, _ := off.Content(); len(c) != 0 {
+		t.Fatal("content assembled without CaptureContent")
+	}
+}
