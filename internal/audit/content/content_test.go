@@ -3,6 +3,8 @@ package content_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -193,5 +195,32 @@ func TestCapturerModes(t *testing.T) {
 	}
 	if _, err := content.NewCapturer(content.Options{Mode: content.ModeFull, Store: &memStore{}}); err == nil {
 		t.Error("full without keys accepted")
+	}
+}
+
+// A 30 MB prompt and a multi-MB answer are captured whole; the hashes
+// match the bytes and the text opens intact.
+func TestLargeContent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large bodies")
+	}
+	kr, _ := content.NewKeyring([]content.Key{key("k1", 1)}, "k1")
+	c, err := content.NewCapturer(content.Options{Mode: content.ModeFull, Keyring: kr, Store: &memStore{m: map[string]*content.Entry{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := bytes.Repeat([]byte("0123456789abcdef"), 30<<20/16)
+	resp := bytes.Repeat([]byte("z"), 3<<20)
+	e, err := c.Build("big", time.Now(), "u", req, resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(req)
+	if e.RequestBytes != 30<<20 || e.RequestSHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("metadata %d %s", e.RequestBytes, e.RequestSHA256)
+	}
+	txt, err := content.Open(kr, e)
+	if err != nil || len(txt.Request) != len(req) || txt.Request[len(req)-1] != 'f' || len(txt.Response) != len(resp) {
+		t.Fatalf("open: %v", err)
 	}
 }
