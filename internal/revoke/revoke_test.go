@@ -3,6 +3,7 @@ package revoke
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -315,4 +316,50 @@ func padInt(i int) string {
 		s = "0" + s
 	}
 	return s
+}
+
+// naiveLower is lowerKey's specification.
+func naiveLower(s string) string {
+	if strings.Contains(s, "|") {
+		return s
+	}
+	return strings.ToLower(s)
+}
+
+func TestLowerKey(t *testing.T) {
+	for _, s := range []string{"", "a", "A", "abc", "0b9e4a38-2f67-4c1e-9d7b-2a4b6c8d0e1f", "0B9E4A38-2F67-4C1E-9D7B-2A4B6C8D0E1F",
+		"Ada.Lovelace@Contoso.Example", "https://idp.example|User-7", "ABCDEFGH|", "abcdefgh@[Z]`{", "Ünïcödé@Example.COM", strings.Repeat("X", 200), "@AZ[`az{"} {
+		var buf [128]byte
+		if got, want := lowerKey(s, &buf), naiveLower(s); got != want {
+			t.Errorf("lowerKey(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+func FuzzLowerKey(f *testing.F) {
+	for _, s := range []string{"Ada.Lovelace@Contoso.Example", "https://idp.example|User-7", "0B9E4A38-2F67-4C1E-9D7B-2A4B6C8D0E1F", "@AZ[`az{|\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var buf [128]byte
+		if got, want := lowerKey(s, &buf), naiveLower(s); got != want {
+			t.Fatalf("lowerKey(%q) = %q, want %q", s, got, want)
+		}
+	})
+}
+
+// BenchmarkCheckEmpty is the common case: no revocations in force.
+func BenchmarkCheckEmpty(b *testing.B) {
+	s, err := Start(context.Background(), Options{Store: &memStore{}, PollInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	p := ada()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Check(context.Background(), p); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -94,11 +94,11 @@ func Start(ctx context.Context, opts Options) (*Snapshot, error) {
 // Check returns a *RevokedError when p is revoked, nil otherwise. It does
 // no I/O.
 func (s *Snapshot) Check(_ context.Context, p identity.Principal) error {
-	now := s.now()
-	if s.opts.FailClosedAfter > 0 && now.UnixNano()-s.lastOK.Load() > int64(s.opts.FailClosedAfter) {
+	clk := clock{f: s.now}
+	if s.opts.FailClosedAfter > 0 && clk.now()-s.lastOK.Load() > int64(s.opts.FailClosedAfter) {
 		return &RevokedError{Kind: "state_unavailable"}
 	}
-	if id, kind, ok := s.view.Load().match(&p, now); ok {
+	if id, kind, ok := s.view.Load().match(&p, &clk); ok {
 		return &RevokedError{ID: id, Kind: kind}
 	}
 	if s.opts.Observe != nil {

@@ -1,6 +1,7 @@
 package revoke
 
 import (
+	"encoding/binary"
 	"math"
 	"strings"
 	"time"
@@ -141,27 +142,42 @@ func itoa(n int64) string {
 	return string(b[i:])
 }
 
-func firstActive(es []entry, now int64) (entry, bool) {
+// clock reads the time at most once per check, and only when a candidate
+// rule needs it (the common no-match case never does).
+type clock struct {
+	f  func() time.Time
+	n  int64
+	ok bool
+}
+
+func (c *clock) now() int64 {
+	if !c.ok {
+		c.n, c.ok = c.f().UnixNano(), true
+	}
+	return c.n
+}
+
+func firstActive(es []entry, c *clock) (entry, bool) {
 	for _, e := range es {
-		if now < e.until {
+		if e.until == forever || c.now() < e.until {
 			return e, true
 		}
 	}
 	return entry{}, false
 }
 
-func firstCut(cs []cutoff, iat, now int64) (cutoff, bool) {
+func firstCut(cs []cutoff, iat int64, clk *clock) (cutoff, bool) {
 	for _, c := range cs {
-		if now < c.until && iat < c.before {
+		if iat < c.before && (c.until == forever || clk.now() < c.until) {
 			return c, true
 		}
 	}
 	return cutoff{}, false
 }
 
-// match returns the revocation that covers p at now, if any.
-func (v *view) match(p *identity.Principal, now time.Time) (int64, Kind, bool) {
-	n := now.UnixNano()
+// match returns the revocation that covers p at clk's time, if any.
+func (v *view) match(p *identity.Principal, clk *clock) (int64, Kind, bool) {
+	n := clk
 	if e, ok := firstActive(v.all, n); ok {
 		return e.id, e.kind, true
 	}
@@ -216,18 +232,12 @@ func (v *view) match(p *identity.Principal, now time.Time) (int64, Kind, bool) {
 // allocation) for short ASCII strings. Non-Entra keys ("<iss>|<sub>") are
 // returned unchanged: their sub is case-sensitive.
 func lowerKey(s string, buf *[128]byte) string {
-	upper := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '|' {
+	upper, special := scan(s)
+	if special {
+		if strings.IndexByte(s, '|') >= 0 {
 			return s
 		}
-		if c >= 0x80 {
-			return strings.ToLower(s)
-		}
-		if 'A' <= c && c <= 'Z' {
-			upper = true
-		}
+		return strings.ToLower(s)
 	}
 	if !upper {
 		return s
@@ -245,4 +255,38 @@ func lowerKey(s string, buf *[128]byte) string {
 	}
 	// Only used as a map key during the lookup; buf outlives that.
 	return unsafe.String(&b[0], len(b))
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// scan reports whether s has ASCII upper-case letters, and whether it has
+// a '|' or a non-ASCII byte (special), eight bytes at a time.
+func scan(s string) (upper, special bool) {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+		if w&msb != 0 {
+			return upper, true
+		}
+		// All bytes < 0x80: per-byte adds cannot carry into the next byte.
+		if (w+0x3f*lsb)&^(w+0x25*lsb)&msb != 0 { // 'A' <= b <= 'Z'
+			upper = true
+		}
+		if x := w ^ ('|' * lsb); (x-lsb)&^x&msb != 0 {
+			return upper, true
+		}
+	}
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 || c == '|' {
+			return upper, true
+		}
+		if 'A' <= c && c <= 'Z' {
+			upper = true
+		}
+	}
+	return upper, false
 }
