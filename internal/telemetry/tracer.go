@@ -210,11 +210,11 @@ func (s RequestSpan) End(o RequestOutcome) {
 			attrs = append(attrs, AttrModel.String(clean(o.Model)))
 		}
 		if o.Status >= 400 {
-			attrs = append(attrs, semconv.ErrorTypeKey.String(errorType(o.ErrorType, o.Status)))
+			attrs = append(attrs, semconv.ErrorTypeKey.String(errorType(clean(o.ErrorType), o.Status)))
 		}
 		s.span.SetAttributes(attrs...)
 		if o.Status >= 500 {
-			s.span.SetStatus(codes.Error, o.Reason)
+			s.span.SetStatus(codes.Error, clean(o.Reason))
 		}
 	}
 	s.span.End()
