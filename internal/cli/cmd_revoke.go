@@ -77,14 +77,15 @@ func startRevocations(ctx context.Context, cfg *config.Config, log *slog.Logger)
 		if err == nil {
 			syncer, err = graphsync.New(graphsync.Options{
 				Store: store, Credential: cred, TenantID: es.TenantID, GraphURL: es.GraphURL,
-				Interval: es.Interval, ForgetAfter: es.ForgetAfter, Logger: log.With(slog.String("component", "entra-sync")),
+				Interval: es.Interval, ForgetAfter: es.ForgetAfter, AppID: es.AppID, FailClosedAfter: es.FailClosedAfter,
+				Logger: log.With(slog.String("component", "entra-sync")),
 			})
 		}
 		if err != nil {
 			store.Close()
 			return nil, nil, fmt.Errorf("revocation.entra_sync: %w", err)
 		}
-		opts.Observe = syncer.Observe
+		opts.Observe, opts.Guard = syncer.Observe, syncer.Guard
 	}
 	snap, err := revoke.Start(ctx, opts)
 	if err != nil {

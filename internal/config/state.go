@@ -68,6 +68,13 @@ type EntraSync struct {
 	// ForgetAfter: users not seen for this long are no longer polled.
 	// Default 24h.
 	ForgetAfter time.Duration `yaml:"forget_after,omitempty"`
+	// AppID: the gateway's app (client) ID. When set, its service
+	// principal's accountEnabled is polled too and false refuses everyone
+	// (needs Application.Read.All). Default: off.
+	AppID string `yaml:"app_id,omitempty"`
+	// FailClosedAfter: refuse the tenant's users when Graph has not been
+	// read successfully for this long. 0 (default): off.
+	FailClosedAfter time.Duration `yaml:"fail_closed_after,omitempty"`
 }
 
 // DSN is a connection string: a secret reference resolved at load like
@@ -236,6 +243,12 @@ func (r *Revocation) validate(v *validator) {
 	if es.ForgetAfter < es.Interval {
 		ev.add("forget_after", "must be at least the interval")
 	}
+	if es.FailClosedAfter != 0 && es.FailClosedAfter < 2*es.Interval {
+		ev.add("fail_closed_after", "must be 0 (off) or at least twice the interval")
+	}
+	if es.AppID != "" && !isGUIDString(es.AppID) {
+		ev.add("app_id", "%q is not an application (client) ID", es.AppID)
+	}
 }
 
 // validateState reports state: and revocation: problems.
@@ -262,4 +275,8 @@ func (c *Config) StateSettings() (State, Revocation, error) {
 	v := &validator{}
 	c.validateState(v, &s, &r)
 	return s, r, v.err()
+}
+
+func isGUIDString(s string) bool {
+	return regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`).MatchString(s)
 }

@@ -97,6 +97,8 @@ func TestStateSections(t *testing.T) {
 				t.Errorf("entra sync %+v", es)
 			}
 		}},
+		{name: "entra sync fail closed too tight", yaml: "revocation:\n  entra_sync:\n    enabled: true\n    client_id: c1\n    client_secret: ${env:GRAPH_SECRET}\n    fail_closed_after: 1m\n    app_id: nope\n", err: "revocation.entra_sync.fail_closed_after"},
+		{name: "entra sync bad app id", yaml: "revocation:\n  entra_sync:\n    enabled: true\n    client_id: c1\n    client_secret: ${env:GRAPH_SECRET}\n    app_id: nope\n", err: "revocation.entra_sync.app_id"},
 		{name: "entra sync incomplete", yaml: "revocation:\n  entra_sync:\n    enabled: true\n    interval: 1s\n", err: "revocation.entra_sync.client_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,6 +36,10 @@ type Options struct {
 	// through (the Entra sync uses it to learn which users to poll). It
 	// must be cheap and must not block.
 	Observe func(identity.Principal)
+	// Guard, when set, is one more refusal rule consulted for principals
+	// no revocation covers (the Entra sync's staleness bound). A non-nil
+	// error refuses the request. It must be cheap.
+	Guard func(identity.Principal) error
 	// OnChange, when set, is called after a new set of revocations (a new
 	// change counter) is in force.
 	OnChange func(version int64)
@@ -100,6 +104,11 @@ func (s *Snapshot) Check(_ context.Context, p identity.Principal) error {
 	}
 	if id, kind, ok := s.view.Load().match(&p, &clk); ok {
 		return &RevokedError{ID: id, Kind: kind}
+	}
+	if s.opts.Guard != nil {
+		if err := s.opts.Guard(p); err != nil {
+			return err
+		}
 	}
 	if s.opts.Observe != nil {
 		s.opts.Observe(p)

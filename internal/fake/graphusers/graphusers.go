@@ -2,7 +2,8 @@
 // v1.0 that the Entra revocation sync reads: GET /v1.0/users/{id | upn}
 // with $select (accountEnabled, signInSessionsValidFromDateTime, ...), and
 // POST /v1.0/users/{id}/revokeSignInSessions, served over real HTTP on a
-// loopback port.
+// loopback port, plus GET /v1.0/servicePrincipals(appId='{appId}') for
+// the service principal's accountEnabled.
 //
 // Tokens are checked the way Graph checks them, except the signature: a JWT
 // whose aud is Graph, unexpired, with a tid; reading users needs the
@@ -56,6 +57,7 @@ type Server struct {
 	url      string
 	mu       sync.Mutex
 	users    map[string]map[string]*User // tid → id → user
+	sps      map[string]map[string]bool  // tid → appId → accountEnabled
 	log      []string
 	failNext []failure
 }
@@ -77,7 +79,7 @@ func Start(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graphusers: listen: %w", err)
 	}
-	s := &Server{opts: o, url: "http://" + ln.Addr().String(), users: map[string]map[string]*User{}}
+	s := &Server{opts: o, url: "http://" + ln.Addr().String(), users: map[string]map[string]*User{}, sps: map[string]map[string]bool{}}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go s.srv.Serve(ln) //nolint:errcheck // ErrServerClosed on Close
 	return s, nil
@@ -124,6 +126,17 @@ func (s *Server) revokeLocked(tid, id string) time.Time {
 	}
 	u.SignInSessionsValidFrom = s.opts.Now().UTC().Truncate(time.Second)
 	return u.SignInSessionsValidFrom
+}
+
+// PutServicePrincipal stores the service principal of application appID
+// in tenant tid with accountEnabled ("Enabled for users to sign in?").
+func (s *Server) PutServicePrincipal(tid, appID string, enabled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sps[tid] == nil {
+		s.sps[tid] = map[string]bool{}
+	}
+	s.sps[tid][strings.ToLower(appID)] = enabled
 }
 
 // DeleteUser removes a user.
@@ -205,6 +218,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seg := strings.Split(strings.TrimPrefix(path, "/v1.0/"), "/")
+	if strings.HasPrefix(seg[0], "servicePrincipals(") {
+		s.servicePrincipal(w, r, tid, roles, seg)
+		return
+	}
 	if seg[0] != "users" || len(seg) < 2 || len(seg) > 3 || (len(seg) == 3 && seg[2] != "revokeSignInSessions") {
 		s.writeError(w, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '%s'.", seg[len(seg)-1])
 		return
@@ -277,6 +294,38 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// servicePrincipal serves GET /v1.0/servicePrincipals(appId='{appId}').
+func (s *Server) servicePrincipal(w http.ResponseWriter, r *http.Request, tid string, roles []string, seg []string) {
+	appID, ok := strings.CutPrefix(seg[0], "servicePrincipals(appId='")
+	appID, ok2 := strings.CutSuffix(appID, "')")
+	if !ok || !ok2 || len(seg) != 1 {
+		s.writeError(w, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '%s'.", seg[0])
+		return
+	}
+	allowed := false
+	for _, ro := range roles {
+		if ro == "Application.Read.All" || ro == "Application.ReadWrite.All" || ro == "Directory.Read.All" || ro == "Directory.ReadWrite.All" {
+			allowed = true
+		}
+	}
+	if !allowed {
+		s.writeError(w, r, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+		return
+	}
+	if r.Method != http.MethodGet {
+		s.writeError(w, r, http.StatusMethodNotAllowed, "Request_BadRequest", "Specified HTTP method is not allowed for the request uri.")
+		return
+	}
+	s.mu.Lock()
+	enabled, found := s.sps[tid][strings.ToLower(appID)]
+	s.mu.Unlock()
+	if !found {
+		s.writeError(w, r, http.StatusNotFound, "Request_ResourceNotFound", "Resource '%s' does not exist or one of its queried reference-property objects are not present.", appID)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals(accountEnabled)/$entity", "accountEnabled": enabled})
 }
 
 // authorize checks the bearer token and returns its tenant, roles and

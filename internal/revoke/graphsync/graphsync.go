@@ -5,13 +5,20 @@
 //
 //   - accountEnabled = false, or the user deleted (404): a user revocation
 //     (source entra-sync), removed again when the account is re-enabled;
+//
 //   - signInSessionsValidFromDateTime later than the last one copied (an
 //     admin's "revoke sessions", a password reset): a "before" revocation
 //     for that user, so tokens issued earlier stop working.
 //
+//   - the gateway's own app disabled in the tenant (its service principal's
+//     accountEnabled = false, "Enabled for users to sign in?" = No): a kill
+//     switch (kind all), removed when the app is enabled again; this makes
+//     "disable the app registration" effective within one Interval.
+//
 // Graph is polled per user (GET /v1.0/users/{oid}?$select=...), at most once
 // per Interval, only for users seen within ForgetAfter and users with an
-// entra-sync revocation in force.
+// entra-sync revocation in force. With FailClosedAfter, users of the tenant
+// are refused once no pass has succeeded for that long (Guard).
 package graphsync
 
 import (
@@ -26,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
@@ -54,6 +62,13 @@ type Options struct {
 	// copied (every token issued before it has expired anyway). Default 28h
 	// (the longest Entra access-token lifetime, CAE).
 	CutoffWindow time.Duration
+	// AppID is the gateway's app (client) ID; when set, its service
+	// principal's accountEnabled is checked every pass (needs
+	// Application.Read.All) and false acts as a kill switch.
+	AppID string
+	// FailClosedAfter: Guard refuses the tenant's users when no pass has
+	// succeeded for this long. 0: off.
+	FailClosedAfter time.Duration
 	// MaxUsers bounds the users tracked. Default 100000.
 	MaxUsers int
 	// HTTPClient: default a client with a 30s timeout and no redirects.
@@ -64,10 +79,12 @@ type Options struct {
 
 // Syncer tracks seen users and polls Graph for them.
 type Syncer struct {
-	opts Options
-	log  *slog.Logger
-	mu   sync.Mutex
-	seen map[string]time.Time // oid → last seen
+	opts    Options
+	log     *slog.Logger
+	mu      sync.Mutex
+	seen    map[string]time.Time // oid → last seen
+	started time.Time
+	lastOK  atomic.Int64 // unix ns of the last successful pass
 }
 
 // New validates opts.
@@ -104,7 +121,31 @@ func New(o Options) (*Syncer, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Syncer{opts: o, log: o.Logger, seen: map[string]time.Time{}}, nil
+	return &Syncer{opts: o, log: o.Logger, seen: map[string]time.Time{}, started: o.Now()}, nil
+}
+
+// StaleError is Guard's refusal.
+type StaleError struct{ Since time.Duration }
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("entra sync: no successful Graph sync for %v (fail_closed_after)", e.Since.Round(time.Second))
+}
+
+// Guard refuses users of the synced tenant when Graph data is older than
+// FailClosedAfter (revoke.Options.Guard). The bound counts from start-up
+// until the first pass succeeds.
+func (s *Syncer) Guard(p identity.Principal) error {
+	if s.opts.FailClosedAfter <= 0 || !strings.EqualFold(p.TenantID, s.opts.TenantID) {
+		return nil
+	}
+	last := s.lastOK.Load()
+	if last == 0 {
+		last = s.started.UnixNano()
+	}
+	if age := time.Duration(s.opts.Now().UnixNano() - last); age > s.opts.FailClosedAfter {
+		return &StaleError{Since: age}
+	}
+	return nil
 }
 
 // Observe records that p was let through (revoke.Options.Observe). Cheap:
@@ -153,11 +194,14 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 	}
 	disabled := map[string]revoke.Revocation{} // oid → entra-sync user revocation
 	cutoff := map[string]time.Time{}           // oid → latest entra-sync cutoff
+	var appOff revoke.Revocation               // entra-sync kill switch
 	for _, r := range list {
 		if r.Source != revoke.SourceGraph || !r.Active(now) {
 			continue
 		}
 		switch r.Kind {
+		case revoke.KindAll:
+			appOff = r
 		case revoke.KindUser:
 			disabled[r.Subject] = r
 		case revoke.KindBefore:
@@ -179,8 +223,17 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 	for oid := range disabled {
 		users = append(users, oid)
 	}
-	done := map[string]bool{}
 	var errs []error
+	if s.opts.AppID != "" {
+		if err := s.syncApp(ctx, appOff); err != nil {
+			var ge *GraphError
+			if errors.As(err, &ge) && ge.Status == http.StatusTooManyRequests {
+				return err
+			}
+			errs = append(errs, fmt.Errorf("service principal of app %s: %w", s.opts.AppID, err))
+		}
+	}
+	done := map[string]bool{}
 	for _, oid := range users {
 		if done[oid] {
 			continue
@@ -199,7 +252,40 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	s.lastOK.Store(s.opts.Now().UnixNano())
+	return nil
+}
+
+// syncApp turns the service principal's accountEnabled into a kill switch.
+func (s *Syncer) syncApp(ctx context.Context, cur revoke.Revocation) error {
+	body, err := s.get(ctx, "/v1.0/servicePrincipals(appId='"+url.PathEscape(s.opts.AppID)+"')?$select=accountEnabled")
+	if err != nil {
+		return err
+	}
+	var sp struct {
+		AccountEnabled *bool `json:"accountEnabled"`
+	}
+	if err := json.Unmarshal(body, &sp); err != nil || sp.AccountEnabled == nil {
+		return errors.New("graph: service principal: accountEnabled missing")
+	}
+	switch {
+	case !*sp.AccountEnabled && cur.ID == 0:
+		r, err := s.opts.Store.Add(ctx, revoke.Revocation{Kind: revoke.KindAll, Actor: revoke.SourceGraph, Source: revoke.SourceGraph,
+			Reason: "Entra: the gateway's app (appId " + s.opts.AppID + ") is disabled for sign-in in tenant " + s.opts.TenantID})
+		if err != nil {
+			return err
+		}
+		s.log.Warn("entra sync: the gateway's app is disabled in Entra; kill switch on", slog.Int64("id", r.ID), slog.String("app_id", s.opts.AppID))
+	case *sp.AccountEnabled && cur.ID != 0:
+		if _, err := s.opts.Store.Remove(ctx, cur.ID, revoke.SourceGraph, "Entra: the gateway's app is enabled again"); err != nil && !errors.Is(err, revoke.ErrNotFound) {
+			return err
+		}
+		s.log.Warn("entra sync: the gateway's app is enabled again; kill switch off", slog.Int64("id", cur.ID))
+	}
+	return nil
 }
 
 func (s *Syncer) apply(ctx context.Context, oid string, st UserState, dis revoke.Revocation, cut time.Time, now time.Time) error {
@@ -245,35 +331,41 @@ func (e *GraphError) Error() string {
 	return fmt.Sprintf("graph: %d %s: %s", e.Status, e.Code, e.Message)
 }
 
-// fetch reads one user's state.
-func (s *Syncer) fetch(ctx context.Context, oid string) (UserState, error) {
-	u := s.opts.GraphURL + "/v1.0/users/" + url.PathEscape(oid) + "?$select=id,accountEnabled,signInSessionsValidFromDateTime"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// get performs one authenticated GET and returns the body of a 200; any
+// other status is a *GraphError.
+func (s *Syncer) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.opts.GraphURL+path, nil)
 	if err != nil {
-		return UserState{}, err
+		return nil, err
 	}
 	if err := s.opts.Credential.Apply(ctx, req); err != nil {
-		return UserState{}, fmt.Errorf("graph: credential: %w", err)
+		return nil, fmt.Errorf("graph: credential: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.opts.HTTPClient.Do(req)
 	if err != nil {
-		return UserState{}, fmt.Errorf("graph: %w", err)
+		return nil, fmt.Errorf("graph: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return UserState{}, fmt.Errorf("graph: reading the answer: %w", err)
-	}
-	if resp.StatusCode == http.StatusNotFound {
-		ge := parseError(resp, body)
-		if ge.Code == "Request_ResourceNotFound" {
-			return UserState{Found: false}, nil
-		}
-		return UserState{}, ge
+		return nil, fmt.Errorf("graph: reading the answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return UserState{}, parseError(resp, body)
+		return nil, parseError(resp, body)
+	}
+	return body, nil
+}
+
+// fetch reads one user's state.
+func (s *Syncer) fetch(ctx context.Context, oid string) (UserState, error) {
+	body, err := s.get(ctx, "/v1.0/users/"+url.PathEscape(oid)+"?$select=id,accountEnabled,signInSessionsValidFromDateTime")
+	var ge *GraphError
+	if errors.As(err, &ge) && ge.Status == http.StatusNotFound && ge.Code == "Request_ResourceNotFound" {
+		return UserState{Found: false}, nil
+	}
+	if err != nil {
+		return UserState{}, err
 	}
 	return ParseUser(body)
 }

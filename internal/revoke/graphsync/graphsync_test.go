@@ -229,3 +229,105 @@ func FuzzParseUser(f *testing.F) {
 		}
 	})
 }
+
+// TestAppDisabledIsKillSwitch: "Enabled for users to sign in? = No" on the
+// gateway's service principal refuses everyone after one pass, and lifting
+// it restores access.
+func TestAppDisabledIsKillSwitch(t *testing.T) {
+	const appID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+	g, err := graphusers.Start(graphusers.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: filepath.Join(t.TempDir(), "state.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	g.PutServicePrincipal(tid, appID, true)
+	sy, err := graphsync.New(graphsync.Options{Store: st, Credential: bearer(graphusers.AppToken(tid, "User.Read.All", "Application.Read.All")), TenantID: tid, GraphURL: g.URL(), AppID: appID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := revoke.Start(context.Background(), revoke.Options{Store: st, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	e := &env{graph: g, store: st, snap: snap, sync: sy}
+	p := principal(oidAda, time.Now())
+	e.pass(t)
+	if !e.allowed(p) {
+		t.Fatal("refused while the app is enabled")
+	}
+	g.PutServicePrincipal(tid, appID, false)
+	e.pass(t)
+	if e.allowed(p) {
+		t.Fatal("the app is disabled in Entra but the gateway still serves")
+	}
+	l, _ := st.List(context.Background(), false)
+	if len(l) != 1 || l[0].Kind != revoke.KindAll || l[0].Source != revoke.SourceGraph {
+		t.Fatalf("revocations %+v", l)
+	}
+	g.PutServicePrincipal(tid, appID, true)
+	e.pass(t)
+	if !e.allowed(p) {
+		t.Fatal("still refused after the app was enabled again")
+	}
+}
+
+// TestFailClosedWhenStale: with FailClosedAfter, users of the tenant are
+// refused once Graph has been unreachable for longer than the bound, and
+// admitted again after a successful pass; other tenants are unaffected.
+func TestFailClosedWhenStale(t *testing.T) {
+	g, err := graphusers.Start(graphusers.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: filepath.Join(t.TempDir(), "state.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	g.PutUser(tid, graphusers.User{ID: oidAda, AccountEnabled: true})
+	now := time.Now()
+	clock := func() time.Time { return now }
+	sy, err := graphsync.New(graphsync.Options{Store: st, Credential: bearer(graphusers.AppToken(tid, "User.Read.All")), TenantID: tid, GraphURL: g.URL(), FailClosedAfter: 5 * time.Minute, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := revoke.Start(context.Background(), revoke.Options{Store: st, Guard: sy.Guard, Observe: sy.Observe, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	ada := principal(oidAda, now)
+	other := ada
+	other.TenantID = "99999999-2222-4333-8444-555555555555"
+	if err := snap.Check(context.Background(), ada); err != nil {
+		t.Fatalf("within the bound after start: %v", err)
+	}
+	if err := sy.SyncOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.FailNext(http.StatusServiceUnavailable, "ServiceUnavailable", "down")
+	now = now.Add(6 * time.Minute)
+	if err := sy.SyncOnce(context.Background()); err == nil {
+		t.Fatal("a failing pass reported success")
+	}
+	var se *graphsync.StaleError
+	if err := snap.Check(context.Background(), ada); !errors.As(err, &se) {
+		t.Fatalf("Graph stale beyond the bound: %v, want a StaleError", err)
+	}
+	if err := snap.Check(context.Background(), other); err != nil {
+		t.Fatalf("another tenant refused: %v", err)
+	}
+	if err := sy.SyncOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Check(context.Background(), ada); err != nil {
+		t.Fatalf("after a successful pass: %v", err)
+	}
+}
