@@ -21,10 +21,24 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	fakeazure "github.com/gatehouse-dev/gatehouse/internal/fake/azure"
+	"github.com/gatehouse-dev/gatehouse/internal/fake/graphusers"
 	"github.com/gatehouse-dev/gatehouse/internal/fake/idp"
 )
 
 var userGrace = idp.User{OID: "00000000-0000-4000-8000-00000000c0c0", Name: "Grace Hopper", Username: "grace@contoso.example", Email: "grace@contoso.example", Roles: []string{"Claude.User"}}
+
+// needStateConfig skips (fails in CI) while config.Config lacks the state:
+// and revocation: sections.
+func needStateConfig(t *testing.T) {
+	t.Helper()
+	if _, ok := reflect.TypeOf(config.Config{}).FieldByName("Revocation"); !ok {
+		if os.Getenv("CI") != "" {
+			t.Fatal("config.Config has no State/Revocation fields: the state: and revocation: sections are not wired (see docs/revocation.md)")
+		}
+		t.Skip("config.Config has no state:/revocation: sections yet")
+	}
+}
 
 // revokePostgres returns a reachable PostgreSQL DSN and a fresh schema
 // (dropped at the end), or skips — only outside CI — when there is none.
@@ -69,12 +83,7 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts gateway processes")
 	}
-	if _, ok := reflect.TypeOf(config.Config{}).FieldByName("State"); !ok {
-		if os.Getenv("CI") != "" {
-			t.Fatal("config.Config has no State field: the state: section is not wired (see docs/revocation.md)")
-		}
-		t.Skip("config.Config has no state: section yet; cannot point the gateways at PostgreSQL")
-	}
+	needStateConfig(t)
 	dsn, schema := revokePostgres(t)
 
 	// The in-process gateway only provides the fakes and replica A's
@@ -216,5 +225,86 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	}
 	if !strings.Contains(b.logs.String(), "revocations loaded") {
 		t.Errorf("replica B did not log the revocation change:\n%s", b.logs.String())
+	}
+}
+
+// TestEntraSyncAppDisabled: with revocation.entra_sync, a gateway that signs
+// in to (fake) Entra with client credentials and finds its own app disabled
+// in (fake) Microsoft Graph turns on the kill switch: the user is refused
+// with 401 revoked, and audited so. Everything runs through the real
+// configuration, credential, Graph client, state store and authenticator
+// (lifting is covered by internal/revoke/graphsync, the pass interval being
+// at least 10s).
+func TestEntraSyncAppDisabled(t *testing.T) {
+	needStateConfig(t)
+	const syncApp = "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff"
+	az, err := fakeazure.Start(fakeazure.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer az.Close()
+	az.AddClientSecret(testTenant, syncApp, "graph-secret")
+	var graph *graphusers.Server
+	graph, err = graphusers.Start(graphusers.Options{Tokens: func(tok string) (string, []string, bool) {
+		// The gateway asks Entra for <graph_url>/.default: here the fake's URL.
+		g, ok := az.Lookup(tok)
+		if !ok || g.ClientID != syncApp || strings.TrimSuffix(g.Resource, "/") != graph.URL() {
+			return "", nil, false
+		}
+		return g.TenantID, []string{"User.Read.All", "Application.Read.All"}, true
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer graph.Close()
+	graph.PutServicePrincipal(testTenant, testClientID, false) // "Enabled for users to sign in?" = No
+	graph.PutUser(testTenant, graphusers.User{ID: userAda.OID, UserPrincipalName: userAda.Username, AccountEnabled: true})
+
+	secretFile := filepath.Join(t.TempDir(), "graph-secret")
+	if err := os.WriteFile(secretFile, []byte("graph-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startGateway(t, harnessOptions{extraYAML: "revocation:\n  entra_sync:\n    enabled: true\n    tenant_id: " + testTenant +
+		"\n    client_id: " + syncApp + "\n    client_secret: ${file:" + secretFile + "}\n    app_id: " + testClientID +
+		"\n    authority_host: " + az.URL() + "\n    graph_url: " + graph.URL() + "\n    interval: 10s\n"})
+	tok := h.token(userAda)
+	body := `{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}`
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp := h.post("/v1/messages", tok, body, nil)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusUnauthorized {
+			if !strings.Contains(string(b), "revoked") {
+				t.Fatalf("401 without the revoked message: %s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the app is disabled in Entra but the gateway still answers %d\n%s", resp.StatusCode, h.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(h.logs.String(), "kill switch on") {
+		t.Errorf("the kill switch was not logged:\n%s", h.logs.String())
+	}
+	found := false
+	for _, r := range graph.Requests() {
+		if strings.Contains(r, "/v1.0/servicePrincipals(appId='"+testClientID+"')") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("Graph requests: %v", graph.Requests())
+	}
+	recs := h.records()
+	revoked := 0
+	for _, r := range recs {
+		if r.Reason == "revoked" && r.Status == http.StatusUnauthorized {
+			revoked++
+		}
+	}
+	if revoked == 0 {
+		t.Errorf("no audit record with reason revoked: %+v", recs)
 	}
 }

@@ -48,6 +48,11 @@ type User struct {
 type Options struct {
 	Addr string           // default 127.0.0.1:0
 	Now  func() time.Time // default time.Now
+	// Tokens resolves bearer tokens this fake cannot read (the opaque
+	// tokens of the fake Entra in internal/fake/azure) to their tenant and
+	// application roles, standing in for Graph's own token validation. A
+	// token it does not know is checked as a JWT. nil: only JWTs.
+	Tokens func(token string) (tid string, roles []string, ok bool)
 }
 
 // Server is a running fake.
@@ -335,6 +340,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (tid string, 
 	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		s.writeError(w, r, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty.")
 		return "", nil, nil, false
+	}
+	if s.opts.Tokens != nil {
+		if tid, roles, ok := s.opts.Tokens(tok); ok {
+			return strings.ToLower(tid), roles, nil, true
+		}
 	}
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
