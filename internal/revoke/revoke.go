@@ -136,6 +136,9 @@ func Normalize(r Revocation) (Revocation, error) {
 		if r.Subject == "" {
 			return r, errors.New("revoke: a user revocation needs an object ID, user key or user principal name")
 		}
+		if !IsGUID(r.Subject) && !strings.ContainsAny(r.Subject, "@/|") {
+			return r, fmt.Errorf("revoke: %q is not an object ID (GUID), a user key (<tid>/<oid>, <iss>|<sub>) or a user principal name", r.Subject)
+		}
 		r.Subject = userSubject(r.Subject)
 		r.Before = time.Time{}
 	case KindBefore:
@@ -143,6 +146,9 @@ func Normalize(r Revocation) (Revocation, error) {
 			return r, errors.New("revoke: a before revocation needs a time")
 		}
 		if r.Subject != "" {
+			if !IsGUID(r.Subject) && !strings.ContainsAny(r.Subject, "/|") {
+				return r, fmt.Errorf("revoke: %q: a before revocation names its user by object ID (GUID) or user key, not by name", r.Subject)
+			}
 			r.Subject = userSubject(r.Subject)
 		}
 	case KindToken:

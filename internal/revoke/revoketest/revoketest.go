@@ -116,6 +116,8 @@ func testNormalize(t *testing.T, s revoke.Store) {
 		{in: revoke.Revocation{Kind: revoke.KindToken, Subject: "CaseSensitiveJTI"}, subject: "CaseSensitiveJTI"},
 		{in: revoke.Revocation{Kind: revoke.KindAll, Subject: "ignored"}, subject: ""},
 		{in: revoke.Revocation{Kind: revoke.KindUser}, err: true},
+		{in: revoke.Revocation{Kind: revoke.KindUser, Subject: "ada"}, err: true},
+		{in: revoke.Revocation{Kind: revoke.KindBefore, Subject: "ada@contoso.example", Before: time.Now()}, err: true},
 		{in: revoke.Revocation{Kind: revoke.KindToken}, err: true},
 		{in: revoke.Revocation{Kind: revoke.KindBefore, Subject: oid}, err: true},
 		{in: revoke.Revocation{Kind: "group", Subject: "x"}, err: true},
