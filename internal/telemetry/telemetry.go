@@ -76,8 +76,10 @@ type Options struct {
 //
 // The OTLP exporter still honours the OTEL_EXPORTER_OTLP_CERTIFICATE,
 // _CLIENT_CERTIFICATE and _CLIENT_KEY environment variables (paths); the
-// endpoint, headers, timeout and compression given here override any
-// OTEL_EXPORTER_OTLP_* variable.
+// endpoint, headers, timeout and compression given here override the other
+// OTEL_EXPORTER_OTLP_* variables, and the sampler, resource and batch
+// settings override OTEL_TRACES_SAMPLER, OTEL_RESOURCE_ATTRIBUTES,
+// OTEL_SERVICE_NAME and OTEL_BSP_*.
 func NewTracerProvider(ctx context.Context, o Options) (*sdktrace.TracerProvider, error) {
 	endpoint, err := tracesURL(o.Endpoint)
 	if err != nil {
@@ -126,7 +128,13 @@ func NewTracerProvider(ctx context.Context, o Options) (*sdktrace.TracerProvider
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
-		sdktrace.WithBatcher(&loggingExporter{SpanExporter: exp, log: log, every: o.FailureLogInterval, endpoint: redactURL(endpoint)}),
+		// Explicit batch settings, so OTEL_BSP_* variables do not apply.
+		sdktrace.WithBatcher(&loggingExporter{SpanExporter: exp, log: log, every: o.FailureLogInterval, endpoint: redactURL(endpoint)},
+			sdktrace.WithMaxQueueSize(2048),
+			sdktrace.WithMaxExportBatchSize(512),
+			sdktrace.WithBatchTimeout(5*time.Second),
+			sdktrace.WithExportTimeout(30*time.Second),
+		),
 	)
 	return tp, nil
 }
