@@ -36,6 +36,10 @@ type Config struct {
 	Limits      Limits       `yaml:"limits,omitempty"`
 	Pricing     []Price      `yaml:"pricing,omitempty"`
 
+	State      State      `yaml:"state,omitempty"`
+	Revocation Revocation `yaml:"revocation,omitempty"`
+	Tracing    Tracing    `yaml:"tracing,omitempty"`
+
 	Server Server `yaml:"server,omitempty"`
 	Log    Log    `yaml:"log,omitempty"`
 }
@@ -105,6 +109,8 @@ func (c *Config) ApplyDefaults() {
 	c.Server.applyDefaults()
 	c.Log.applyDefaults()
 	c.applyPolicyDefaults()
+	c.applyStateDefaults(&c.State, &c.Revocation)
+	c.Tracing.applyDefaults()
 }
 
 // Validate reports every problem at once, each prefixed with its path.
@@ -137,6 +143,8 @@ func (c *Config) Validate() error {
 	c.Server.validate(v.at("server"))
 	c.Log.validate(v.at("log"))
 	c.validatePolicies(v)
+	c.validateState(v, &c.State, &c.Revocation)
+	c.Tracing.validate(v.at("tracing"))
 	return v.err()
 }
 
