@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -17,8 +16,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/journal"
-	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/limits"
 	"github.com/gatehouse-dev/gatehouse/internal/metrics"
@@ -34,7 +33,9 @@ type gateway struct {
 	getenv   func(string) string
 	recorder *audit.Recorder
 	metrics  *metrics.Metrics
-	closers  []func() error // long-lived, run in reverse order by close
+	instance string            // audit.instance: this replica's name in the audit trail
+	capture  *content.Capturer // audit content capture
+	closers  []func() error    // long-lived, run in reverse order by close
 
 	cur    atomic.Pointer[generation]
 	mu     sync.Mutex // serialises reloads
@@ -74,15 +75,48 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		}
 	}()
 
-	store, err := openAuditStore(ctx, cfg.Audit, log)
+	store, inner, err := openAuditStore(ctx, cfg.Audit, log)
 	if err != nil {
 		return nil, err
 	}
 	g.closers = append(g.closers, store.Close)
-	if n, err := store.Recover(ctx, ""); err != nil {
+	g.instance = auditInstance(cfg.Audit)
+	// Only this instance's open records: with PostgreSQL other replicas'
+	// requests may be in flight.
+	if n, err := store.Recover(ctx, g.instance); err != nil {
 		return nil, fmt.Errorf("audit: recovering records left open by a previous run: %w", err)
 	} else if n > 0 {
 		log.Warn("audit: records left open by a previous run were marked unfinished", slog.Int("records", n))
+	}
+	// Background work on the store (export, content retention) stops
+	// before the store closes (closers run newest first).
+	bgCtx, stopBG := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	g.closers = append(g.closers, func() error { stopBG(); bg.Wait(); return nil })
+	exporters, err := buildExporters(inner, cfg.Audit, os.Stdout, log)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range exporters {
+		bg.Add(1)
+		go func() { defer bg.Done(); _ = x.Run(bgCtx) }()
+	}
+	g.capture, err = buildCapturer(inner, cfg.Audit.Content)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Audit.Content.Retention > 0 {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			content.PurgeLoop(bgCtx, inner, cfg.Audit.Content.Retention, time.Hour, nil, func(n int, err error) {
+				if err != nil {
+					log.Warn("audit content retention: purge failed", slog.String("cause", err.Error()))
+				} else if n > 0 {
+					log.Info("audit content retention: purged captured content", slog.Int("records", n))
+				}
+			})
+		}()
 	}
 	g.recorder = audit.NewRecorder(audit.RecorderOptions{
 		Store:         store,
@@ -179,6 +213,8 @@ func (g *gateway) buildGeneration(ctx context.Context, cfg *config.Config, prev 
 		Observer:           g.metrics,
 		Metrics:            metricsHandler,
 		Admit:              admitAdapter{e: gen.gov.Engine, m: g.metrics, log: log},
+		Instance:           g.instance,
+		Capture:            g.capture,
 	})
 	return gen, nil
 }
@@ -267,6 +303,7 @@ func (g *gateway) auditReload(ctx context.Context, path, trigger string, cause e
 	rec := &audit.Record{
 		RequestID: newEventID(), Time: time.Now().UTC(), Method: "RELOAD", Path: path,
 		UserName: "gatehouse (" + trigger + ")", State: audit.StateCompleted, Status: http.StatusOK, Reason: "config_reloaded",
+		Instance: g.instance,
 	}
 	if cause != nil {
 		rec.State, rec.Status, rec.ErrorType, rec.Reason = audit.StateDenied, http.StatusBadRequest, "invalid_config", "config_rejected"
@@ -326,22 +363,22 @@ type recoveringStore interface {
 	Recover(ctx context.Context, instance string) (int, error)
 }
 
-func openAuditStore(ctx context.Context, c config.Audit, log *slog.Logger) (recoveringStore, error) {
-	if dir := filepath.Dir(c.SQLite); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
-		}
-	}
-	st, err := auditsqlite.Open(ctx, auditsqlite.Options{Path: c.SQLite, Sync: c.Sync, Logger: log})
+// openAuditStore opens the configured store. A SQLite store gets the
+// journal in front (the write before forwarding is one append, decisions
+// D1); with PostgreSQL that write is a committed transaction. inner is the
+// store itself, for exporters, content and verification.
+func openAuditStore(ctx context.Context, c config.Audit, log *slog.Logger) (recoveringStore, auditInner, error) {
+	inner, err := openAuditInner(ctx, c, log)
 	if err != nil {
-		return nil, fmt.Errorf("audit: opening %s: %w", c.SQLite, err)
+		return nil, nil, err
 	}
-	// The journal makes the write before forwarding one append (decisions
-	// D1); SQLite receives the records moments later, in order.
-	j, err := journal.Open(ctx, st, journal.Options{Dir: c.SQLite + ".journal", Sync: c.Sync, Logger: log})
+	if c.Postgres != "" {
+		return inner, inner, nil
+	}
+	j, err := journal.Open(ctx, inner, journal.Options{Dir: c.SQLite + ".journal", Sync: c.Sync, Logger: log})
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("audit: opening the journal of %s: %w", c.SQLite, err)
+		inner.Close()
+		return nil, nil, fmt.Errorf("audit: opening the journal of %s: %w", c.SQLite, err)
 	}
-	return j, nil
+	return j, inner, nil
 }

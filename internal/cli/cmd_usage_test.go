@@ -78,7 +78,7 @@ func TestUsageReportAgreesWithLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gov.Close()
-	store, err := openAuditStore(ctx, cfg.Audit, log)
+	store, _, err := openAuditStore(ctx, cfg.Audit, log)
 	if err != nil {
 		t.Fatal(err)
 	}

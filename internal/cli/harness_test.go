@@ -83,6 +83,7 @@ type harnessOptions struct {
 	upstreamYAML string // extra keys for the upstream entry
 	logLevel     string // default debug
 	tls          bool   // serve HTTPS with a fresh self-signed certificate
+	auditYAML    string // extra keys for the audit section
 }
 
 func freeAddr(t testing.TB) string {
@@ -155,9 +156,10 @@ models:
 audit:
   sqlite: %s
   flush_interval: 10ms
+%s
 log:
   level: %s
-`, addr, h.idp.Issuer(testTenant), testClientID, o.provider, upURL, indentBlock(o.upstreamYAML, "    "), h.auditPath, o.logLevel)
+`, addr, h.idp.Issuer(testTenant), testClientID, o.provider, upURL, indentBlock(o.upstreamYAML, "    "), h.auditPath, indentBlock(o.auditYAML, "  "), o.logLevel)
 	if o.serverYAML != "" {
 		cfg += "server:\n" + indentBlock(o.serverYAML, "  ") + "\n"
 	}

@@ -10,6 +10,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -30,6 +31,9 @@ type Outbound struct {
 	Body     []byte      // the client's body, byte for byte
 	Request  anthropic.Request
 	Affinity string // session or user key, so one conversation keeps hitting one upstream
+	// CaptureContent, when above zero, keeps up to this many bytes of the
+	// response content for the audit trail (Result.Captured).
+	CaptureContent int
 }
 
 // Served describes who answered.
@@ -66,6 +70,10 @@ type Result struct {
 	Served            Served
 	UpstreamRequestID string
 	FirstByte         time.Time // when the first response byte was written
+	// Captured is the response content when Outbound.CaptureContent asked
+	// for it: the JSON body, or for a stream the assembled blocks as
+	// {"content":[...],"truncated":bool}.
+	Captured []byte
 }
 
 // Options configure a Proxy.
@@ -141,9 +149,9 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, out Outbound, wr
 	res.FirstByte = time.Now()
 	rc := http.NewResponseController(w)
 	if streaming {
-		p.relayStream(ctx, w, rc, resp.Body, &res)
+		p.relayStream(ctx, w, rc, resp.Body, &res, out.CaptureContent)
 	} else {
-		p.relayJSON(ctx, w, rc, resp.Body, &res)
+		p.relayJSON(ctx, w, rc, resp.Body, &res, out.CaptureContent)
 	}
 	return res
 }
@@ -194,8 +202,18 @@ func isEventStream(ct string) bool {
 
 // relayStream copies an SSE body, flushing after every read so each event
 // reaches the client as soon as it arrives.
-func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, res *Result) {
+func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, res *Result, capture int) {
 	tap := anthropic.NewSSETap()
+	if capture > 0 {
+		tap.CaptureContent(capture)
+		defer func() {
+			blocks, truncated := tap.Content()
+			res.Captured, _ = json.Marshal(struct {
+				Content   []anthropic.ContentBlock `json:"content"`
+				Truncated bool                     `json:"truncated,omitempty"`
+			}{blocks, truncated})
+		}()
+	}
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
 	buf := *bp
@@ -242,7 +260,7 @@ func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http
 
 // relayJSON copies a non-streaming body and keeps a bounded copy to read
 // usage (success) or the error type (failure) from.
-func (p *Proxy) relayJSON(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, res *Result) {
+func (p *Proxy) relayJSON(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, res *Result, captureContent int) {
 	capture := &boundedBuffer{max: p.opts.MaxJSONCapture}
 	if res.Status >= 400 {
 		capture.max = 64 << 10
@@ -279,6 +297,13 @@ func (p *Proxy) relayJSON(ctx context.Context, w http.ResponseWriter, rc *http.R
 	}
 	if u, _, ok := anthropic.UsageFromJSON(capture.Bytes()); ok {
 		res.Usage = u
+	}
+	if captureContent > 0 {
+		b := capture.Bytes()
+		if len(b) > captureContent {
+			b = b[:captureContent]
+		}
+		res.Captured = append([]byte(nil), b...)
 	}
 }
 

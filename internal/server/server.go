@@ -79,6 +79,13 @@ type Admitter interface {
 	AllowedModels(p identity.Principal, all []string) []string
 }
 
+// Capturer stores request and response content for the audit trail
+// (audit/content.Capturer satisfies it).
+type Capturer interface {
+	Mode() string // off | metadata | redacted | full
+	Capture(ctx context.Context, requestID string, t time.Time, userKey string, request, response []byte) error
+}
+
 // Observer receives what the gateway measures (metrics.Metrics satisfies
 // it). Labels it receives are bounded by configuration: route, configured
 // model id (or "other"), upstream name, reason codes.
@@ -122,6 +129,14 @@ type Options struct {
 	Now                func() time.Time
 	// Ready reports extra readiness conditions (audit store, ...).
 	Ready func(ctx context.Context) error
+	// Capture stores prompts and responses per audit.content.capture; nil
+	// or mode off: nothing is captured.
+	Capture Capturer
+	// MaxCaptureBytes bounds captured response content. Default 4 MiB.
+	MaxCaptureBytes int
+	// Instance names this replica in audit records (crash recovery closes
+	// only its own open records).
+	Instance string
 	// Admit decides model access, rate limits and budgets; nil: everyone
 	// may use every configured model without limits.
 	Admit Admitter
@@ -154,6 +169,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
+	}
+	if opts.MaxCaptureBytes == 0 {
+		opts.MaxCaptureBytes = 4 << 20
 	}
 	s := &Server{opts: opts, log: log, now: opts.Now, models: map[string]*Model{}, obs: opts.Observer}
 	for i := range opts.Models {
@@ -253,6 +271,7 @@ func (s *Server) newRecord(r *http.Request, rid string, start time.Time) *audit.
 		UserAgent: clean(r.Header.Get("User-Agent"), 256),
 		SessionID: clean(r.Header.Get("X-Claude-Code-Session-Id"), 128),
 		ClientIP:  host,
+		Instance:  s.opts.Instance,
 	}
 }
 
@@ -385,6 +404,10 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		affinity = p.Key
 	}
 	out := proxy.Outbound{Path: r.URL.Path, Header: r.Header, Body: body, Request: req, Affinity: affinity}
+	capturing := s.opts.Capture != nil && s.opts.Capture.Mode() != "off" && s.opts.Capture.Mode() != ""
+	if capturing {
+		out.CaptureContent = s.opts.MaxCaptureBytes
+	}
 	res := s.opts.Forward.Forward(w, r, out, func(w http.ResponseWriter, status int, errType, msg string) {
 		anthropic.WriteError(w, status, errType, msg, rid)
 	})
@@ -393,6 +416,11 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		rec.CostUSD = adm.Settle(context.WithoutCancel(ctx), res.Usage)
 	}
 	s.finish(rec, res, start, end)
+	if capturing {
+		if err := s.opts.Capture.Capture(context.WithoutCancel(ctx), rec.RequestID, rec.Time, rec.UserKey, body, res.Captured); err != nil {
+			s.log.Error("audit content capture failed", slog.String("request_id", rid), slog.String("cause", err.Error()))
+		}
+	}
 	ttfb := time.Duration(0)
 	if !res.FirstByte.IsZero() {
 		ttfb = res.FirstByte.Sub(start)
