@@ -853,7 +853,7 @@ func verifySignature(t *token, k *verificationKey) *Error {
 	if !bytes.Equal(payload, t.payload) {
 		return fail(ReasonBadSignature, "verified payload differs from parsed payload")
 	}
-	return nil
+	return checkPSSSalt(t, k)
 }
 
 // authorize runs the checks that need a verified token and builds the
