@@ -66,6 +66,11 @@ type Record struct {
 	Usage   anthropic.Usage `json:"usage"`
 	CostUSD float64         `json:"cost_usd,omitempty"`
 
+	// Governance and routing.
+	Policy          string   `json:"policy,omitempty"`           // the policy that admitted (or refused) the request
+	Groups          []string `json:"groups,omitempty"`           // the user's group IDs the policy matched on (for reports by group)
+	FailedUpstreams []string `json:"failed_upstreams,omitempty"` // upstreams tried before the one that served: "name: reason"
+
 	// Instance names the gateway process that wrote the record (host name
 	// or replica id); recovery after a crash closes only its own records.
 	Instance string `json:"instance,omitempty"`

@@ -32,7 +32,7 @@ func (a admitAdapter) Admit(ctx context.Context, p identity.Principal, req serve
 				Message: "The gateway cannot check usage limits right now. Please retry shortly.", Cause: err}
 		}
 		a.m.LimitDenial(d.Rule, d.Policy, "enforce")
-		return nil, &server.Denial{Status: d.Status, ErrorType: d.ErrorType, Reason: "limit_" + d.Rule, Message: d.Message, Header: d.Headers}
+		return nil, &server.Denial{Status: d.Status, ErrorType: d.ErrorType, Reason: "limit_" + d.Rule, Message: d.Message, Header: d.Headers, Policy: d.Policy}
 	}
 	if sd := r.ShadowDenial(); sd != nil {
 		a.m.LimitDenial(sd.Rule, sd.Policy, "shadow")

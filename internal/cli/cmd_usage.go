@@ -177,10 +177,9 @@ func periodBounds(period string, t time.Time) (time.Time, time.Time, error) {
 	return time.Time{}, time.Time{}, usagef("--period must be day, week or month, not %q", period)
 }
 
-// recordGroups returns the governed groups a record was counted against.
-// Audit records do not carry groups yet (see docs/governance.md); until
-// they do, --by group reports nothing.
-func recordGroups(r *audit.Record) []string { return nil }
+// recordGroups returns the governed groups a record was counted against
+// (the user's groups that policies and group limits name).
+func recordGroups(r *audit.Record) []string { return r.Groups }
 
 // aggregate groups records by user, group or model.
 func aggregate(recs []audit.Record, by string) []*usageRow {
@@ -264,9 +263,6 @@ func runUsage(ctx context.Context, e *env, args []string) error {
 	cfg, err := loadConfig(e, *path)
 	if err != nil {
 		return err
-	}
-	if *by == "group" && recordGroups(&audit.Record{UserKey: "probe"}) == nil {
-		return errors.New("--by group needs audit records that carry the user's governed groups, which this version does not record yet; use --by user or --by model")
 	}
 	if cfg.Audit.Postgres != "" {
 		return errors.New("gatehouse usage reads the SQLite audit store; this configuration uses PostgreSQL, which the report does not read yet")

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -463,5 +464,47 @@ func TestSecretsNeverLeak(t *testing.T) {
 		if strings.Contains(hay, tok) || strings.Contains(hay, tok[len(tok)-40:]) {
 			t.Errorf("the user's token appears in %s", name)
 		}
+	}
+}
+
+// TestFailoverIsAudited: the first route answers 529, the second serves;
+// the client sees the answer and the audit record names both.
+func TestFailoverIsAudited(t *testing.T) {
+	overloaded := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(529)
+		io.WriteString(w, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`)
+	}))
+	defer overloaded.Close()
+	h := startGateway(t, harnessOptions{routingYAML: fmt.Sprintf(`upstreams:
+  - name: east
+    provider: anthropic
+    base_url: %s
+    api_key: ${env:TEST_UPSTREAM_KEY}
+  - name: west
+    provider: anthropic
+    base_url: STUB
+    api_key: ${env:TEST_UPSTREAM_KEY}
+models:
+  - id: claude-sonnet-4-6
+    routes:
+      - {upstream: east, upstream_model: sonnet-east}
+      - {upstream: west, upstream_model: sonnet-west}`, overloaded.URL)})
+	resp := h.post("/v1/messages", h.token(userAda), okBody, nil)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var sent map[string]any
+	json.Unmarshal(h.stub.Requests()[0].Body, &sent)
+	if sent["model"] != "sonnet-west" {
+		t.Fatalf("west received model %v", sent["model"])
+	}
+	recs := h.records()
+	if len(recs) != 1 || recs[0].Upstream != "west" || recs[0].UpstreamModel != "sonnet-west" ||
+		len(recs[0].FailedUpstreams) != 1 || !strings.HasPrefix(recs[0].FailedUpstreams[0], "east") {
+		t.Fatalf("audit: %+v", recs)
 	}
 }

@@ -84,8 +84,8 @@ func TestGovernanceThroughGateway(t *testing.T) {
 		switch {
 		case r.State == audit.StateCompleted && r.Path == "/v1/messages":
 			completed++
-			if r.CostUSD <= 0 {
-				t.Errorf("completed record without cost: %+v", r)
+			if r.CostUSD <= 0 || r.Policy != "haiku-only" {
+				t.Errorf("completed record without cost or policy: %+v", r)
 			}
 		case r.Reason == "limit_requests_per_minute" || (r.Status == 429 && r.State == audit.StateDenied):
 			limited++

@@ -84,6 +84,7 @@ type harnessOptions struct {
 	logLevel     string // default debug
 	tls          bool   // serve HTTPS with a fresh self-signed certificate
 	auditYAML    string // extra keys for the audit section
+	routingYAML  string // replaces the upstreams: and models: sections (${env:TEST_UPSTREAM_KEY} is the stub's key)
 }
 
 func freeAddr(t testing.TB) string {
@@ -126,6 +127,20 @@ func startGateway(t testing.TB, o harnessOptions) *harness {
 	if o.upstreamURL != "" {
 		upURL = o.upstreamURL
 	}
+	routing := strings.ReplaceAll(o.routingYAML, "STUB", upURL)
+	if routing == "" {
+		routing = fmt.Sprintf(`upstreams:
+  - name: primary
+    provider: %s
+    base_url: %s
+    api_key: ${env:TEST_UPSTREAM_KEY}
+%s
+models:
+  - id: claude-sonnet-4-6
+    display_name: Claude Sonnet 4.6
+    upstream_model: sonnet-deployment
+  - id: claude-haiku-4-5`, o.provider, upURL, indentBlock(o.upstreamYAML, "    "))
+	}
 	addr := freeAddr(t)
 	h.base = "http://" + addr
 	if o.tls {
@@ -142,24 +157,14 @@ identity:
   issuer: %s
   audiences: [%q]
   required_roles: ["Claude.User"]
-upstreams:
-  - name: primary
-    provider: %s
-    base_url: %s
-    api_key: ${env:TEST_UPSTREAM_KEY}
 %s
-models:
-  - id: claude-sonnet-4-6
-    display_name: Claude Sonnet 4.6
-    upstream_model: sonnet-deployment
-  - id: claude-haiku-4-5
 audit:
   sqlite: %s
   flush_interval: 10ms
 %s
 log:
   level: %s
-`, addr, h.idp.Issuer(testTenant), testClientID, o.provider, upURL, indentBlock(o.upstreamYAML, "    "), h.auditPath, indentBlock(o.auditYAML, "  "), o.logLevel)
+`, addr, h.idp.Issuer(testTenant), testClientID, routing, h.auditPath, indentBlock(o.auditYAML, "  "), o.logLevel)
 	if o.serverYAML != "" {
 		cfg += "server:\n" + indentBlock(o.serverYAML, "  ") + "\n"
 	}

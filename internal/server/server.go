@@ -36,6 +36,7 @@ type Denial struct {
 	Header    http.Header // extra response headers (retry-after, WWW-Authenticate, ...)
 	Cause     error       // for the operator log only
 	Source    string      // "auth" for identity refusals (counted as authentication failures)
+	Policy    string      // the policy that refused, for the audit record
 }
 
 // Authenticator verifies the caller.
@@ -68,6 +69,10 @@ type AdmitRequest struct {
 type Admission interface {
 	// Headers are added to the response (anthropic-ratelimit-*).
 	Headers() http.Header
+	// Policy names the policy that admitted the request.
+	Policy() string
+	// Groups are the user's groups the policies govern (for reports).
+	Groups() []string
 	// Settle records the real usage, releases the hold and returns the cost
 	// in USD. It is called exactly once.
 	Settle(ctx context.Context, u anthropic.Usage) float64
@@ -293,6 +298,9 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, rec *audit.Record,
 		w.Header()[k] = vv
 	}
 	rec.State = audit.StateDenied
+	if d.Policy != "" {
+		rec.Policy = d.Policy
+	}
 	rec.Status = d.Status
 	rec.ErrorType = d.ErrorType
 	rec.Reason = d.Reason
@@ -384,6 +392,7 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		for k, vv := range adm.Headers() {
 			w.Header()[k] = vv
 		}
+		rec.Policy, rec.Groups = adm.Policy(), adm.Groups()
 	}
 
 	rec.State = audit.StateBegun
@@ -495,6 +504,7 @@ func (s *Server) finish(rec *audit.Record, res proxy.Result, start, end time.Tim
 	if res.Served.UpstreamModel != "" {
 		rec.UpstreamModel = res.Served.UpstreamModel
 	}
+	rec.FailedUpstreams = res.Served.Failed
 	rec.LatencyMS = ms(end.Sub(start))
 	if !res.FirstByte.IsZero() {
 		rec.TTFBMS = ms(res.FirstByte.Sub(start))

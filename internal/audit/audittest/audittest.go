@@ -124,6 +124,7 @@ func testBeginRoundTrip(t *testing.T, s audit.Store) {
 	ctx := context.Background()
 	a, d := Sample("a", 0), Sample("d", time.Second)
 	d.State, d.Status, d.ErrorType, d.Reason = audit.StateDenied, 401, "authentication_error", "token_expired"
+	a.Policy, a.Groups, a.FailedUpstreams = "engineering", []string{"g-1", "g-2"}, []string{"east: 529", "west: circuit open"}
 	if err := s.Begin(ctx, []*audit.Record{a, d}); err != nil {
 		t.Fatalf("Begin: %v", err)
 	}

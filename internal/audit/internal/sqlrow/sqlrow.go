@@ -3,6 +3,7 @@
 package sqlrow
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ var Columns = []string{
 	"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
 	"cache_creation_5m_input_tokens", "cache_creation_1h_input_tokens",
 	"cost_usd", "instance",
+	"policy", "groups", "failed_upstreams",
 }
 
 // Args returns rec's values in Columns order.
@@ -33,7 +35,26 @@ func Args(r *audit.Record) []any {
 		r.Usage.InputTokens, r.Usage.OutputTokens, r.Usage.CacheCreationInputTokens, r.Usage.CacheReadInputTokens,
 		r.Usage.CacheCreation5m, r.Usage.CacheCreation1h,
 		r.CostUSD, r.Instance,
+		r.Policy, joinList(r.Groups), joinList(r.FailedUpstreams),
 	}
+}
+
+// joinList stores a string list as JSON text ("" when empty).
+func joinList(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(l)
+	return string(b)
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	var l []string
+	_ = json.Unmarshal([]byte(s), &l)
+	return l
 }
 
 // Scanner is *sql.Rows or pgx.Rows.
@@ -43,7 +64,7 @@ type Scanner interface{ Scan(dest ...any) error }
 func Scan(s Scanner) (audit.Record, error) {
 	var r audit.Record
 	var ns int64
-	var state string
+	var state, groups, failed string
 	err := s.Scan(&r.Seq,
 		&r.RequestID, &ns, &state, &r.Method, &r.Path,
 		&r.UserKey, &r.TenantID, &r.ObjectID, &r.Subject, &r.Issuer, &r.UserName,
@@ -52,7 +73,9 @@ func Scan(s Scanner) (audit.Record, error) {
 		&r.Status, &r.ErrorType, &r.Reason, &r.LatencyMS, &r.TTFBMS, &r.UpstreamRequestID,
 		&r.Usage.InputTokens, &r.Usage.OutputTokens, &r.Usage.CacheCreationInputTokens, &r.Usage.CacheReadInputTokens,
 		&r.Usage.CacheCreation5m, &r.Usage.CacheCreation1h,
-		&r.CostUSD, &r.Instance)
+		&r.CostUSD, &r.Instance,
+		&r.Policy, &groups, &failed)
+	r.Groups, r.FailedUpstreams = splitList(groups), splitList(failed)
 	r.Time = time.Unix(0, ns).UTC()
 	r.State = audit.State(state)
 	return r, err
