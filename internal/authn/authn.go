@@ -640,7 +640,9 @@ func (a *Authenticator) checkRevoked(ctx context.Context, p identity.Principal) 
 		return nil
 	}
 	if err := a.opts.Revocations.Check(ctx, p); err != nil {
-		return fail(ReasonRevoked, "%v", err)
+		e := fail(ReasonRevoked, "%v", err)
+		e.Principal = &p
+		return e
 	}
 	return nil
 }

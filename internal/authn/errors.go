@@ -3,6 +3,8 @@ package authn
 import (
 	"fmt"
 	"net/http"
+
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
 )
 
 // Error is an authentication or authorisation failure. Status and Reason
@@ -19,6 +21,10 @@ type Error struct {
 	Reason  string // one of the Reason* constants
 	Message string
 	Cause   error
+	// Principal is the verified identity when the token itself was good
+	// but access is refused (revoked), so the denial can name the user in
+	// the audit trail. It never authorises anything.
+	Principal *identity.Principal
 	// TokenSHA256 is the hex SHA-256 of the refused token when one was
 	// extracted ("" otherwise): log a prefix of it, never the token.
 	TokenSHA256 string

@@ -31,11 +31,15 @@ func (ad authAdapter) Authenticate(ctx context.Context, r *http.Request) (identi
 			Reason: "invalid_token", Message: "Your sign-in token could not be verified. Sign in again.", Cause: err, Source: "auth"}
 	}
 	d := &server.Denial{Status: ae.Status, ErrorType: anthropic.TypeForStatus(ae.Status), Reason: ae.Reason, Message: ae.Message, Cause: ae.Cause, Source: "auth"}
+	var who identity.Principal
+	if ae.Principal != nil {
+		who = *ae.Principal // named in the audit record of the refusal only
+	}
 	if ae.Status == http.StatusUnauthorized {
 		// RFC 6750, without the internal reason: clients refresh and retry.
 		d.Header = http.Header{"Www-Authenticate": {`Bearer error="invalid_token"`}}
 	}
-	return identity.Principal{}, d
+	return who, d
 }
 
 func (ad authAdapter) Ready(ctx context.Context) error { return ad.a.Ready(ctx) }

@@ -218,6 +218,9 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 			if r.Status != http.StatusUnauthorized || r.ErrorType != "authentication_error" {
 				t.Errorf("revoked record: status %d error %q", r.Status, r.ErrorType)
 			}
+			if r.ObjectID != userAda.OID || r.UserName != userAda.Username {
+				t.Errorf("the refusal of a revoked user does not name her: %+v", r)
+			}
 		}
 	}
 	if revoked < 2 {

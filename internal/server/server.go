@@ -39,7 +39,9 @@ type Denial struct {
 	Policy    string      // the policy that refused, for the audit record
 }
 
-// Authenticator verifies the caller.
+// Authenticator verifies the caller. With a denial it may return the
+// verified identity that was refused (e.g. revoked) so the audit record can
+// name it; that identity is never served.
 type Authenticator interface {
 	Authenticate(ctx context.Context, r *http.Request) (identity.Principal, *Denial)
 	Ready(ctx context.Context) error
@@ -334,6 +336,9 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 
 	p, denial := s.opts.Auth.Authenticate(ctx, r)
 	if denial != nil {
+		if p.Key != "" { // a verified but refused user (revoked) is named in the record
+			fillUser(rec, p)
+		}
 		s.deny(w, r, rec, denial, start)
 		return
 	}
