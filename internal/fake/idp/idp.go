@@ -68,6 +68,11 @@ type Options struct {
 	Clients []Client
 	// Now is the clock used for minted tokens. Default time.Now.
 	Now func() time.Time
+	// AutoApproveDeviceCode, when N > 0, signs DefaultUser in on every
+	// device code after N authorization_pending answers (poll N+1 gets the
+	// tokens). Zero: codes wait for ApproveDeviceCode or the /devicelogin
+	// page (see devicecode.go).
+	AutoApproveDeviceCode int
 }
 
 // User is an account at the fake IdP.
@@ -130,7 +135,8 @@ type Server struct {
 	tenants map[string]*tenant
 	order   []string
 
-	login loginState
+	login  loginState
+	device deviceFlow
 
 	requests atomic.Int64
 }
@@ -366,6 +372,10 @@ func (k *Key) JWK(issuer string) map[string]any {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	path := r.URL.Path
+	if path == "/devicelogin" {
+		s.serveDeviceLogin(w, r)
+		return
+	}
 	if strings.HasPrefix(path, "/"+OktaTenant+"/") {
 		s.serveOkta(w, r, strings.TrimPrefix(path, "/"+OktaTenant))
 		return
@@ -399,6 +409,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAuthorize(w, r, tid)
 	case "/oauth2/v2.0/token":
 		s.serveToken(w, r, tid)
+	case "/oauth2/v2.0/devicecode":
+		s.serveDeviceCode(w, r, tid)
 	default:
 		http.NotFound(w, r)
 	}

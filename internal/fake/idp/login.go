@@ -264,6 +264,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tid string) 
 		s.redeemRefresh(w, f, tid, clientID)
 	case "client_credentials":
 		s.clientCredentials(w, f, tid, clientID)
+	case DeviceGrantType:
+		s.redeemDevice(w, f, tid, clientID)
 	default:
 		entraError(w, http.StatusBadRequest, "unsupported_grant_type", 70003, fmt.Sprintf("The app requested an unsupported grant type '%s'.", f.Get("grant_type")))
 	}
