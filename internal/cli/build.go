@@ -33,9 +33,9 @@ type gateway struct {
 	getenv   func(string) string
 	recorder *audit.Recorder
 	metrics  *metrics.Metrics
-	instance string            // audit.instance: this replica's name in the audit trail
-	capture  *content.Capturer // audit content capture
-	closers  []func() error    // long-lived, run in reverse order by close
+	instance string         // audit.instance: this replica's name in the audit trail
+	capture  *captureModes  // audit content capture, per mode
+	closers  []func() error // long-lived, run in reverse order by close
 
 	cur    atomic.Pointer[generation]
 	mu     sync.Mutex // serialises reloads
@@ -101,7 +101,7 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		bg.Add(1)
 		go func() { defer bg.Done(); _ = x.Run(bgCtx) }()
 	}
-	g.capture, err = buildCapturer(inner, cfg.Audit.Content)
+	g.capture, err = buildCaptureModes(inner, cfg.Audit.Content)
 	if err != nil {
 		return nil, err
 	}
@@ -381,4 +381,47 @@ func openAuditStore(ctx context.Context, c config.Audit, log *slog.Logger) (reco
 		return nil, nil, fmt.Errorf("audit: opening the journal of %s: %w", c.SQLite, err)
 	}
 	return j, inner, nil
+}
+
+// captureModes holds a capturer for each content-capture mode the
+// configuration can ask for, so a policy can override the gateway-wide
+// mode per user.
+type captureModes struct {
+	global string
+	byMode map[string]*content.Capturer
+}
+
+func buildCaptureModes(st content.Store, c config.AuditContent) (*captureModes, error) {
+	cm := &captureModes{global: c.Capture, byMode: map[string]*content.Capturer{}}
+	if cm.global == "" {
+		cm.global = content.ModeOff
+	}
+	for _, mode := range []string{content.ModeMetadata, content.ModeRedacted, content.ModeFull} {
+		mc := c
+		mc.Capture = mode
+		if (mode == content.ModeRedacted || mode == content.ModeFull) && len(c.Keys) == 0 {
+			continue // config validation refuses policies asking for these without keys
+		}
+		cp, err := buildCapturer(st, mc)
+		if err != nil {
+			return nil, err
+		}
+		cm.byMode[mode] = cp
+	}
+	return cm, nil
+}
+
+// Mode implements server.Capturer.
+func (cm *captureModes) Mode() string { return cm.global }
+
+// Capture implements server.Capturer.
+func (cm *captureModes) Capture(ctx context.Context, mode, requestID string, t time.Time, userKey string, request, response []byte) error {
+	cp, ok := cm.byMode[mode]
+	if !ok {
+		if mode == content.ModeOff {
+			return nil
+		}
+		return fmt.Errorf("content capture mode %q is not available (redacted and full need audit.content.keys)", mode)
+	}
+	return cp.Capture(ctx, requestID, t, userKey, request, response)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	auditsqlite "github.com/gatehouse-dev/gatehouse/internal/audit/sqlite"
+	"github.com/gatehouse-dev/gatehouse/internal/fake/idp"
 )
 
 // TestContentCaptureRedacted: with capture "redacted", the prompt and the
@@ -83,5 +84,44 @@ func TestContentCaptureRedacted(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("the content read was not audited: %+v", all)
+	}
+}
+
+// TestContentCapturePerPolicy: capture is off gateway-wide but full for one
+// policy's users; only their requests are captured.
+func TestContentCapturePerPolicy(t *testing.T) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	keyFile := filepath.Join(t.TempDir(), "content.key")
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600)
+	bea := userAda
+	bea.OID, bea.Username, bea.Email, bea.Name = "00000000-0000-4000-8000-0000000000be", "bea@contoso.example", "bea@contoso.example", "Bea"
+	h := startGateway(t, harnessOptions{
+		auditYAML: fmt.Sprintf("content:\n  capture: off\n  keys:\n    - id: k1\n      key: ${file:%s}\n", keyFile),
+		extraYAML: "policies:\n  - name: legal-hold\n    match: {users: [\"" + userAda.OID + "\"]}\n    content_capture: full\n  - name: everyone\n    match: {}\n",
+	})
+	ids := map[string]string{}
+	for name, u := range map[string]idp.User{"ada": userAda, "bea": bea} {
+		resp := h.post("/v1/messages", h.token(u), `{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"prompt of `+name+`"}]}`, nil)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		ids[name] = resp.Header.Get("gatehouse-request-id")
+	}
+	h.records()
+	getenv := func(k string) string {
+		if k == "TEST_UPSTREAM_KEY" {
+			return h.upstreamKey
+		}
+		return ""
+	}
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), []string{"audit", "show", ids["ada"], "--config", h.cfgPath, "--content", "--as", "auditor"}, getenv, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), "prompt of ada") {
+		t.Fatalf("ada's request (policy: full) not captured: %d %s %s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	Run(context.Background(), []string{"audit", "show", ids["bea"], "--config", h.cfgPath, "--content", "--as", "auditor"}, getenv, nil, &out, &errb)
+	if strings.Contains(out.String(), "prompt of bea") {
+		t.Fatalf("bea's request was captured though capture is off for her:\n%s", out.String())
 	}
 }

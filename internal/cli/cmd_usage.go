@@ -72,6 +72,7 @@ func buildGovernanceReusing(ctx context.Context, cfg *config.Config, log *slog.L
 			Match:  policy.Match{Groups: p.Match.Groups, Roles: p.Match.Roles, Users: p.Match.Users, Tenants: p.Match.Tenants},
 			Models: p.Models, MaxOutputTokens: p.MaxOutputTokens, Limits: toPolicyLimits(p.Limits),
 			Shadow: p.Mode == config.PolicyModeShadow, FailOpen: p.FailMode == config.FailOpen,
+			ContentCapture: p.ContentCapture,
 		})
 	}
 	var gs []policy.GroupLimit

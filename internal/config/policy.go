@@ -43,6 +43,9 @@ type Policy struct {
 	// reached: closed refuses with 503, open admits uncounted. Default:
 	// limits.fail_mode.
 	FailMode string `yaml:"fail_mode,omitempty"`
+	// ContentCapture overrides audit.content.capture for the users this
+	// policy selects: off, metadata, redacted or full. Empty: inherit.
+	ContentCapture string `yaml:"content_capture,omitempty"`
 }
 
 // PolicyMatch selects users. A user matches when any listed value matches

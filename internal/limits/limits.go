@@ -257,6 +257,7 @@ type Reservation struct {
 	reserved   bool // the backend holds the ops (false: failed open)
 	maxOut     int64
 	policyName string
+	capture    string
 	groups     []string
 	headers    http.Header
 	shadow     *Denial
@@ -276,7 +277,7 @@ func (e *Engine) Admit(ctx context.Context, p identity.Principal, req Request) (
 		e.logDenial(p, req, d)
 		return nil, d
 	}
-	r := &Reservation{e: e, model: req.Model, upstream: req.Upstream, maxOut: eff.MaxOutputTokens, policyName: eff.Name}
+	r := &Reservation{e: e, model: req.Model, upstream: req.Upstream, maxOut: eff.MaxOutputTokens, policyName: eff.Name, capture: eff.ContentCapture}
 	var shadow *Denial
 	if !eff.AllowsModel(req.Model) {
 		d := &Denial{Status: http.StatusForbidden, ErrorType: anthropic.PermissionError, Rule: RuleModel, Policy: eff.Name,
@@ -563,6 +564,15 @@ func (r *Reservation) Headers() http.Header {
 		return http.Header{}
 	}
 	return r.headers.Clone()
+}
+
+// ContentCapture is the policy's content-capture mode ("": the
+// gateway-wide setting).
+func (r *Reservation) ContentCapture() string {
+	if r == nil {
+		return ""
+	}
+	return r.capture
 }
 
 // MaxOutputTokens is the policy's max_tokens cap (0: none).

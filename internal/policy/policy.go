@@ -79,6 +79,9 @@ type Policy struct {
 	// FailOpen: admit uncounted when the limits store is unreachable
 	// (default false: refuse).
 	FailOpen bool
+	// ContentCapture overrides audit.content.capture for these users:
+	// off, metadata, redacted or full. Empty: inherit.
+	ContentCapture string
 }
 
 // GroupLimit caps a group as a whole.
@@ -100,6 +103,7 @@ type Effective struct {
 	Limits          Limits
 	Shadow          bool
 	FailOpen        bool
+	ContentCapture  string // "" : the gateway-wide audit.content.capture
 	// Groups are the group limits of the user's groups, in configuration
 	// order.
 	Groups []*GroupLimit
@@ -254,7 +258,11 @@ func (s *Set) Resolve(p identity.Principal) (eff Effective, ok bool) {
 	eff.Limits = chosen.Limits
 	eff.Shadow = chosen.Shadow
 	eff.FailOpen = chosen.FailOpen
+	eff.ContentCapture = chosen.ContentCapture
 	if base := s.catchAll; base != nil && base != chosen {
+		if eff.ContentCapture == "" {
+			eff.ContentCapture = base.ContentCapture
+		}
 		if len(eff.Models) == 0 {
 			eff.Models = base.Models
 		}

@@ -75,6 +75,8 @@ type Admission interface {
 	Policy() string
 	// Groups are the user's groups the policies govern (for reports).
 	Groups() []string
+	// ContentCapture is the policy's capture mode; "": the gateway's.
+	ContentCapture() string
 	// Settle records the real usage, releases the hold and returns the cost
 	// in USD. It is called exactly once.
 	Settle(ctx context.Context, u anthropic.Usage) float64
@@ -86,11 +88,12 @@ type Admitter interface {
 	AllowedModels(p identity.Principal, all []string) []string
 }
 
-// Capturer stores request and response content for the audit trail
-// (audit/content.Capturer satisfies it).
+// Capturer stores request and response content for the audit trail.
 type Capturer interface {
-	Mode() string // off | metadata | redacted | full
-	Capture(ctx context.Context, requestID string, t time.Time, userKey string, request, response []byte) error
+	// Mode is the gateway-wide mode: off | metadata | redacted | full.
+	Mode() string
+	// Capture stores content at mode (a policy's override or Mode()).
+	Capture(ctx context.Context, mode, requestID string, t time.Time, userKey string, request, response []byte) error
 }
 
 // Observer receives what the gateway measures (metrics.Metrics satisfies
@@ -418,7 +421,14 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		affinity = p.Key
 	}
 	out := proxy.Outbound{Path: r.URL.Path, Header: r.Header, Body: body, Request: req, Affinity: affinity}
-	capturing := s.opts.Capture != nil && s.opts.Capture.Mode() != "off" && s.opts.Capture.Mode() != ""
+	captureMode := ""
+	if s.opts.Capture != nil {
+		captureMode = s.opts.Capture.Mode()
+		if adm != nil && adm.ContentCapture() != "" {
+			captureMode = adm.ContentCapture()
+		}
+	}
+	capturing := captureMode != "" && captureMode != "off"
 	if capturing {
 		out.CaptureContent = s.opts.MaxCaptureBytes
 	}
@@ -431,7 +441,7 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 	}
 	s.finish(rec, res, start, end)
 	if capturing {
-		if err := s.opts.Capture.Capture(context.WithoutCancel(ctx), rec.RequestID, rec.Time, rec.UserKey, body, res.Captured); err != nil {
+		if err := s.opts.Capture.Capture(context.WithoutCancel(ctx), captureMode, rec.RequestID, rec.Time, rec.UserKey, body, res.Captured); err != nil {
 			s.log.Error("audit content capture failed", slog.String("request_id", rid), slog.String("cause", err.Error()))
 		}
 	}
