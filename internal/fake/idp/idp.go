@@ -8,6 +8,7 @@
 // /{tid}/discovery/v2.0/keys (RSA-2048 keys carrying kid, x5t, x5c, use and
 // the Entra "issuer" member), v1 discovery at /{tid}/.well-known/openid-configuration,
 // the authorize and token endpoints under /{tid}/oauth2/v2.0/ (see login.go),
+// the device code flow (/{tid}/oauth2/v2.0/devicecode, see devicecode.go),
 // and Entra-shaped ID and access tokens. The generic provider lives under
 // /oauth2/default with Okta's paths (/v1/keys, /v1/authorize, /v1/token).
 //
