@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/content"
 	"github.com/gatehouse-dev/gatehouse/internal/audit/journal"
@@ -23,6 +25,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/metrics"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
+	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
 )
 
 // gateway is everything `serve` runs. Its long-lived parts (audit trail,
@@ -33,9 +36,10 @@ type gateway struct {
 	getenv   func(string) string
 	recorder *audit.Recorder
 	metrics  *metrics.Metrics
-	instance string         // audit.instance: this replica's name in the audit trail
-	capture  *captureModes  // audit content capture, per mode
-	closers  []func() error // long-lived, run in reverse order by close
+	tracing  *sdktrace.TracerProvider // nil when tracing is off; flushed by close
+	instance string                   // audit.instance: this replica's name in the audit trail
+	capture  *captureModes            // audit content capture, per mode
+	closers  []func() error           // long-lived, run in reverse order by close
 
 	cur    atomic.Pointer[generation]
 	mu     sync.Mutex // serialises reloads
@@ -59,9 +63,9 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	_ = lvl.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: lvl}
 	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(w, opts)))
 }
 
 // buildGateway wires every component from cfg. Only this step has side
@@ -139,6 +143,20 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		LimitsFailClosed:  func() float64 { return float64(g.limitsStats().FailedClosed) },
 	})
 
+	if t := cfg.Tracing; t.Enabled() {
+		g.tracing, err = telemetry.NewTracerProvider(ctx, telemetry.Options{
+			Endpoint:    t.OTLPEndpoint,
+			Headers:     t.HeaderValues(),
+			SampleRatio: t.Ratio(),
+			ServiceName: t.ServiceName,
+			Version:     versionString(),
+			Logger:      log,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
 	gen, err := g.buildGeneration(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
@@ -195,6 +213,14 @@ func (g *gateway) buildGeneration(ctx context.Context, cfg *config.Config, prev 
 	if cfg.MetricsListen == "" {
 		metricsHandler = g.metrics.Handler()
 	}
+	var tracer *telemetry.Tracer // nil: tracing off
+	if g.tracing != nil {
+		ups := make([]telemetry.Upstream, 0, len(cfg.Upstreams))
+		for _, u := range cfg.Upstreams {
+			ups = append(ups, telemetry.Upstream{Name: u.Name, BaseURL: u.BaseURL, Provider: u.Provider})
+		}
+		tracer = telemetry.NewTracer(g.tracing, ups...)
+	}
 	models := make([]server.Model, 0, len(cfg.Models))
 	for _, m := range cfg.Models {
 		models = append(models, server.Model{
@@ -213,6 +239,7 @@ func (g *gateway) buildGeneration(ctx context.Context, cfg *config.Config, prev 
 		Observer:           g.metrics,
 		Metrics:            metricsHandler,
 		Admit:              admitAdapter{e: gen.gov.Engine, m: g.metrics, log: log},
+		Tracer:             tracer,
 		Instance:           g.instance,
 		Capture:            g.capture,
 	})
@@ -328,6 +355,7 @@ func restartOnly(a, b *config.Config) []string {
 	check("metrics_listen", a.MetricsListen, b.MetricsListen)
 	check("audit", a.Audit, b.Audit)
 	check("log", a.Log, b.Log)
+	check("tracing", a.Tracing, b.Tracing)
 	check("server.tls", a.Server.TLS, b.Server.TLS)
 	check("server.read_header_timeout", a.Server.ReadHeaderTimeout, b.Server.ReadHeaderTimeout)
 	check("server.read_timeout", a.Server.ReadTimeout, b.Server.ReadTimeout)
@@ -353,6 +381,15 @@ func (g *gateway) close(ctx context.Context) error {
 		if err := g.closers[i](); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if g.tracing != nil {
+		// Export the spans of the requests that just finished. A collector
+		// that is down costs at most 5 s and never fails the exit.
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := g.tracing.Shutdown(tctx); err != nil {
+			g.log.Warn("tracing: spans not flushed at shutdown", slog.String("cause", err.Error()))
+		}
+		cancel()
 	}
 	return errors.Join(errs...)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
+	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
 )
 
 // Denial is a refusal the gateway answers itself.
@@ -154,6 +155,8 @@ type Options struct {
 	Observer Observer
 	// Metrics, when set, is served at /metrics.
 	Metrics http.Handler
+	// Tracer traces inference requests; nil: no tracing, at no cost.
+	Tracer *telemetry.Tracer
 }
 
 // Server is the gateway handler.
@@ -323,19 +326,24 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, rec *audit.Record,
 	if d.Cause != nil {
 		attrs = append(attrs, slog.String("cause", d.Cause.Error()))
 	}
-	s.log.Info("request denied", attrs...)
+	s.log.InfoContext(r.Context(), "request denied", attrs...)
 }
 
 func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 	start := s.now()
-	ctx := r.Context()
+	ctx, span := s.opts.Tracer.StartRequest(r, rid) // joins the caller's traceparent
 	if s.opts.MaxRequestDuration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.opts.MaxRequestDuration)
 		defer cancel()
+	}
+	if ctx != r.Context() {
 		r = r.WithContext(ctx)
 	}
 	rec := s.newRecord(r, rid, start)
+	defer func() { // every exit below sets rec.Status (deny, finish, audit refusal)
+		span.End(telemetry.RequestOutcome{Status: rec.Status, ErrorType: rec.ErrorType, Reason: rec.Reason, Model: s.modelLabel(rec.Model)})
+	}()
 
 	p, denial := s.opts.Auth.Authenticate(ctx, r)
 	if denial != nil {
@@ -408,7 +416,8 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		if adm != nil {
 			adm.Settle(context.WithoutCancel(ctx), anthropic.Usage{})
 		}
-		s.log.Error("audit store unavailable: refusing request", slog.String("request_id", rid), slog.String("cause", err.Error()))
+		rec.Status, rec.ErrorType, rec.Reason = http.StatusServiceUnavailable, anthropic.APIError, "audit_unavailable" // Begin kept its own copy
+		s.log.ErrorContext(ctx, "audit store unavailable: refusing request", slog.String("request_id", rid), slog.String("cause", err.Error()))
 		anthropic.WriteError(w, http.StatusServiceUnavailable, anthropic.APIError, "The gateway cannot record requests right now, so it is not accepting them. Please retry shortly.", rid)
 		return
 	}
@@ -432,14 +441,29 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 	if capturing {
 		out.CaptureContent = s.opts.MaxCaptureBytes
 	}
-	res := s.opts.Forward.Forward(w, r, out, func(w http.ResponseWriter, status int, errType, msg string) {
+	upstreamModel := m.UpstreamModel
+	if upstreamModel == "" {
+		upstreamModel = m.ID
+	}
+	uctx, up := s.opts.Tracer.StartUpstream(ctx, telemetry.UpstreamCall{
+		Route: r.URL.Path, Model: upstreamModel, Upstream: m.Upstream, MaxTokens: req.MaxTokens, Stream: req.Stream})
+	fr := r
+	if uctx != ctx {
+		fr = r.WithContext(uctx)
+	}
+	res := s.opts.Forward.Forward(w, fr, out, func(w http.ResponseWriter, status int, errType, msg string) {
 		anthropic.WriteError(w, status, errType, msg, rid)
+	})
+	up.End(telemetry.UpstreamResult{
+		Status: res.Status, ErrorType: res.ErrorType, Reason: res.Reason, Usage: res.Usage,
+		Upstream: res.Served.Upstream, Model: res.Served.UpstreamModel, Failed: res.Served.Failed,
+		FirstByte: res.FirstByte, Interrupted: res.Interrupted,
 	})
 	end := s.now()
 	if adm != nil {
 		rec.CostUSD = adm.Settle(context.WithoutCancel(ctx), res.Usage)
 	}
-	s.finish(rec, res, start, end)
+	s.finish(ctx, rec, res, start, end)
 	if capturing {
 		if err := s.opts.Capture.Capture(context.WithoutCancel(ctx), captureMode, rec.RequestID, rec.Time, rec.UserKey, body, res.Captured); err != nil {
 			s.log.Error("audit content capture failed", slog.String("request_id", rid), slog.String("cause", err.Error()))
@@ -507,7 +531,7 @@ func (s *Server) modelLabel(m string) string {
 	return "other"
 }
 
-func (s *Server) finish(rec *audit.Record, res proxy.Result, start, end time.Time) {
+func (s *Server) finish(ctx context.Context, rec *audit.Record, res proxy.Result, start, end time.Time) {
 	rec.Status = res.Status
 	rec.ErrorType = res.ErrorType
 	rec.Reason = res.Reason
@@ -528,7 +552,7 @@ func (s *Server) finish(rec *audit.Record, res proxy.Result, start, end time.Tim
 	if res.Interrupted {
 		rec.State = audit.StateInterrupted
 	}
-	s.log.Info("request",
+	s.log.InfoContext(ctx, "request",
 		slog.String("request_id", rec.RequestID), slog.String("path", rec.Path), slog.Int("status", rec.Status),
 		slog.String("user", rec.UserKey), slog.String("model", rec.Model), slog.String("upstream", rec.Upstream),
 		slog.Bool("stream", rec.Stream), slog.String("state", string(rec.State)), slog.String("reason", rec.Reason),

@@ -54,6 +54,10 @@ type Options struct {
 	MaxPendingBytes int64
 	// MaxBatch caps records per inner-store call. Default 512.
 	MaxBatch int
+	// IngestDelay is how long the ingester gathers entries before writing
+	// them to the inner store, so many records share one transaction.
+	// Records are already durable in the journal. Default 20ms.
+	IngestDelay time.Duration
 	// Logger receives ingestion errors. Default: discard.
 	Logger *slog.Logger
 }
@@ -132,6 +136,9 @@ func Open(ctx context.Context, inner audit.Store, opts Options) (*Store, error) 
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
+	}
+	if opts.IngestDelay <= 0 {
+		opts.IngestDelay = 20 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -415,10 +422,18 @@ func (s *Store) syncLoop() {
 func (s *Store) ingestLoop() {
 	defer s.wg.Done()
 	backoff := 10 * time.Millisecond
+	var markedAt time.Time
 	for {
 		stopping := false
 		select {
 		case <-s.kick:
+			// Gather: the entries are durable already; one transaction for
+			// many of them is what keeps the store off the hot path.
+			select {
+			case <-time.After(s.opts.IngestDelay):
+			case <-s.stop:
+				stopping = true
+			}
 		case <-s.stop:
 			stopping = true
 		}
@@ -466,8 +481,17 @@ func (s *Store) ingestLoop() {
 			cur := s.seg
 			s.ingested.Broadcast()
 			s.mu.Unlock()
-			if err := s.writeMarker(lastE.seg, lastE.end); err != nil {
-				s.log.Warn("audit journal: recording progress failed (entries may be replayed twice)", slog.String("cause", err.Error()))
+			// Progress is recorded at most every 100 ms (and at the end):
+			// a stale marker only means a replay repeats entries, which
+			// is idempotent.
+			s.mu.Lock()
+			caughtUp := len(s.queue) == 0
+			s.mu.Unlock()
+			if now := time.Now(); now.Sub(markedAt) >= 100*time.Millisecond || caughtUp && stopping || lastE.seg < cur {
+				markedAt = now
+				if err := s.writeMarker(lastE.seg, lastE.end); err != nil {
+					s.log.Warn("audit journal: recording progress failed (entries may be replayed twice)", slog.String("cause", err.Error()))
+				}
 			}
 			for n := lastE.seg - 1; n >= 0 && n < cur; n-- {
 				if err := os.Remove(s.segPath(n)); err != nil {
