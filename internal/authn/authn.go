@@ -574,6 +574,16 @@ func isGUID(s string) bool {
 }
 
 // Close stops background key refreshes.
+// KeySetFetches is how many discovery and key-set requests the
+// authenticator has made (the gatehouse_keyset_refreshes_total metric).
+func (a *Authenticator) KeySetFetches() int64 {
+	var n int64
+	for _, ks := range a.keySets {
+		n += ks.fetches.Load()
+	}
+	return n
+}
+
 func (a *Authenticator) Close() {
 	a.cancel()
 	a.wg.Wait()

@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/authn"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/metrics"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 )
 
@@ -50,9 +51,9 @@ func (ad authAdapter) Close() {
 	}
 }
 
-func buildAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger) (authAdapter, error) {
+func buildAuthenticator(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (authAdapter, error) {
 	id := cfg.Identity
-	revocations, closeRevocations, err := startRevocations(ctx, cfg, log)
+	revocations, closeRevocations, err := startRevocations(ctx, cfg, log, m)
 	if err != nil {
 		return authAdapter{}, err
 	}

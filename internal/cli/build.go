@@ -52,6 +52,7 @@ type generation struct {
 	cfg     *config.Config
 	hash    [32]byte // of the file it came from
 	handler http.Handler
+	auth    authAdapter
 	gov     *governance
 	closers []func() error
 	active  atomic.Int64 // requests being served by this generation
@@ -141,6 +142,12 @@ func buildGateway(ctx context.Context, cfg *config.Config, getenv func(string) s
 		LimitsStoreErrors: func() float64 { return float64(g.limitsStats().BackendErrors) },
 		LimitsFailedOpen:  func() float64 { return float64(g.limitsStats().FailedOpen) },
 		LimitsFailClosed:  func() float64 { return float64(g.limitsStats().FailedClosed) },
+		KeySetRefreshes: func() float64 {
+			if gen := g.cur.Load(); gen != nil && gen.auth.a != nil {
+				return float64(gen.auth.a.KeySetFetches())
+			}
+			return 0
+		},
 	})
 
 	if t := cfg.Tracing; t.Enabled() {
@@ -183,10 +190,12 @@ func (g *gateway) buildGeneration(ctx context.Context, cfg *config.Config, prev 
 		}
 	}()
 	log := g.log
-	auth, err := buildAuthenticator(ctx, cfg, log)
+	auth, err := buildAuthenticator(ctx, cfg, log, g.metrics)
+
 	if err != nil {
 		return nil, err
 	}
+	gen.auth = auth
 	gen.closers = append(gen.closers, func() error { auth.Close(); return nil })
 
 	dispatcher, err := buildDispatcher(cfg, g.getenv, log)

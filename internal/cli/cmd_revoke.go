@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/credential"
+	"github.com/gatehouse-dev/gatehouse/internal/metrics"
 	"github.com/gatehouse-dev/gatehouse/internal/revoke"
 	"github.com/gatehouse-dev/gatehouse/internal/revoke/graphsync"
 	revokepg "github.com/gatehouse-dev/gatehouse/internal/revoke/postgres"
@@ -48,7 +49,7 @@ func openStateStore(ctx context.Context, cfg *config.Config) (revoke.Store, stri
 
 // startRevocations opens the state store and starts the revocation
 // snapshot the authenticator consults on every request. close stops both.
-func startRevocations(ctx context.Context, cfg *config.Config, log *slog.Logger) (*revoke.Snapshot, func() error, error) {
+func startRevocations(ctx context.Context, cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (*revoke.Snapshot, func() error, error) {
 	_, rc, err := cfg.StateSettings()
 	if err != nil {
 		return nil, nil, err
@@ -63,6 +64,9 @@ func startRevocations(ctx context.Context, cfg *config.Config, log *slog.Logger)
 		PollInterval:    rc.PollInterval,
 		ReloadInterval:  rc.ReloadInterval,
 		FailClosedAfter: rc.FailClosedAfter,
+	}
+	if m != nil {
+		opts.OnPropagated = m.RevocationPropagated
 	}
 	var syncer *graphsync.Syncer
 	if es := rc.EntraSync; es.Enabled {

@@ -92,7 +92,8 @@ type Options struct {
 type Proxy struct {
 	opts Options
 	log  *slog.Logger
-	bufs sync.Pool // 32 KiB buffers responses are relayed through
+	bufs sync.Pool // 32 KiB buffers JSON responses are relayed through
+	sse  sync.Pool // 8 KiB buffers for streams: events are small and streams are long-lived
 }
 
 // New returns a Proxy.
@@ -106,6 +107,7 @@ func New(opts Options) *Proxy {
 	}
 	p := &Proxy{opts: opts, log: log}
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	p.sse.New = func() any { b := make([]byte, 8<<10); return &b }
 	return p
 }
 
@@ -214,8 +216,8 @@ func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http
 			}{blocks, truncated})
 		}()
 	}
-	bp := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(bp)
+	bp := p.sse.Get().(*[]byte)
+	defer p.sse.Put(bp)
 	buf := *bp
 	var werr error
 	for {

@@ -43,6 +43,10 @@ type Options struct {
 	// OnChange, when set, is called after a new set of revocations (a new
 	// change counter) is in force.
 	OnChange func(version int64)
+	// OnPropagated, when set, receives for each revocation that arrived
+	// with a reload how long after its creation it took effect here (the
+	// gatehouse_revocation_propagation_seconds metric).
+	OnPropagated func(delay time.Duration)
 }
 
 // Snapshot is the in-memory copy of the revocations in force. Check is a
@@ -140,6 +144,13 @@ func (s *Snapshot) Refresh(ctx context.Context) error {
 		s.log.Info("revocations loaded", slog.Int64("version", ver), slog.Int("active", nv.count))
 		if s.opts.OnChange != nil {
 			s.opts.OnChange(ver)
+		}
+		if s.opts.OnPropagated != nil && !old.loaded.IsZero() {
+			for _, r := range list {
+				if r.Created.After(old.loaded) {
+					s.opts.OnPropagated(now.Sub(r.Created))
+				}
+			}
 		}
 	}
 	return nil

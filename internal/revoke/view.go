@@ -32,6 +32,7 @@ type entry struct {
 // upper-case letters and UPN revocations exist.
 type view struct {
 	version int64
+	loaded  time.Time // when this view was built
 	count   int
 	all     []entry               // kill switches
 	ids     map[string]*userRules // user and before rules by oid or user key
@@ -47,7 +48,7 @@ type userRules struct {
 }
 
 func buildView(version int64, list []Revocation, now time.Time) *view {
-	v := &view{version: version}
+	v := &view{version: version, loaded: now}
 	rules := func(k string) *userRules {
 		if v.ids == nil {
 			v.ids = map[string]*userRules{}

@@ -70,7 +70,7 @@ func NewKeepAlive(body io.ReadCloser, interval time.Duration) *KeepAlive {
 func (k *KeepAlive) Pings() int { return int(k.pings.Load()) }
 
 func (k *KeepAlive) pump() {
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, 8<<10) // SSE events are small; a long-lived stream should hold little
 	for {
 		n, err := k.src.Read(buf)
 		select {

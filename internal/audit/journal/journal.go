@@ -509,6 +509,9 @@ func (s *Store) ingestLoop() {
 // same kind. During replay a Begin may repeat one the inner store already
 // has; then the run is written with Finish, which upserts.
 func (s *Store) apply(ctx context.Context, entries []entry, replay bool) error {
+	if !replay {
+		entries = coalesce(entries)
+	}
 	for i := 0; i < len(entries); {
 		j := i
 		for j < len(entries) && entries[j].kind == entries[i].kind && j-i < s.opts.MaxBatch {
@@ -534,6 +537,38 @@ func (s *Store) apply(ctx context.Context, entries []entry, replay bool) error {
 		i = j
 	}
 	return nil
+}
+
+// coalesce merges a record begun and finished within one batch into a
+// single write of its final version at the Begin's position (so store order
+// stays arrival order): one write per request instead of two. Durability
+// is unaffected: both entries are in the journal already. Replay never
+// coalesces.
+func coalesce(entries []entry) []entry {
+	last := map[string]int{} // request id -> index of its last Finish
+	for i, e := range entries {
+		if e.kind == kindFinish {
+			last[e.rec.RequestID] = i
+		}
+	}
+	if len(last) == 0 {
+		return entries
+	}
+	merged := map[int]bool{}
+	out := make([]entry, 0, len(entries))
+	for i, e := range entries {
+		if merged[i] {
+			continue
+		}
+		if e.kind == kindBegin {
+			if j, ok := last[e.rec.RequestID]; ok && j > i {
+				e.rec = entries[j].rec
+				merged[j] = true
+			}
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // Flush waits until everything journaled so far has reached the inner

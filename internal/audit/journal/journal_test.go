@@ -249,3 +249,20 @@ func BenchmarkBegin(b *testing.B) {
 		})
 	}
 }
+
+// TestCoalesceBeginAndFinish: a record begun and finished within one ingest
+// batch reaches the store as one write, in its final state.
+func TestCoalesceBeginAndFinish(t *testing.T) {
+	inner := newMem()
+	s, _ := Open(context.Background(), inner, Options{Dir: t.TempDir(), IngestDelay: 200 * time.Millisecond})
+	defer s.Close()
+	s.Begin(context.Background(), []*audit.Record{rec(1, audit.StateBegun), rec(2, audit.StateBegun)})
+	s.Finish(context.Background(), []*audit.Record{rec(1, audit.StateCompleted)})
+	got, _ := s.List(context.Background(), audit.Filter{})
+	if len(got) != 2 || inner.recs["req-0001"].State != audit.StateCompleted || inner.recs["req-0002"].State != audit.StateBegun {
+		t.Fatalf("records %+v", got)
+	}
+	if inner.begins != 2 || len(inner.order) != 2 || inner.order[0] != "req-0001" { // one write each, in arrival order
+		t.Fatalf("%d begin writes, order %v", inner.begins, inner.order)
+	}
+}
