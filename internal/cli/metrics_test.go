@@ -59,7 +59,8 @@ func TestMetricsExposition(t *testing.T) {
 		switch {
 		case strings.HasPrefix(line, "# HELP gatehouse_"), strings.HasPrefix(line, "# TYPE gatehouse_"),
 			strings.HasPrefix(line, "gatehouse_requests_total"), strings.HasPrefix(line, "gatehouse_tokens_total"),
-			strings.HasPrefix(line, "gatehouse_auth_failures_total"), strings.HasPrefix(line, "gatehouse_request_duration_seconds_count"):
+			strings.HasPrefix(line, "gatehouse_auth_failures_total"), strings.HasPrefix(line, "gatehouse_request_duration_seconds_count"),
+			strings.HasPrefix(line, "gatehouse_keyset_refreshes_total "):
 			keep = append(keep, line)
 		}
 	}

@@ -363,3 +363,32 @@ func BenchmarkCheckEmpty(b *testing.B) {
 		}
 	}
 }
+
+// TestPropagationDelayIsReported: a revocation that arrives with a reload
+// is reported with the time from its creation to its taking effect here.
+func TestPropagationDelayIsReported(t *testing.T) {
+	st := &memStore{}
+	got := make(chan time.Duration, 4)
+	s, err := Start(context.Background(), Options{Store: st, PollInterval: 10 * time.Millisecond,
+		OnPropagated: func(d time.Duration) { got <- d }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := st.Add(context.Background(), Revocation{Kind: KindUser, Subject: oidAda, Reason: "propagation"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-got:
+		if d < 0 || d > 5*time.Second {
+			t.Fatalf("propagation delay %v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no propagation delay reported")
+	}
+	select {
+	case d := <-got:
+		t.Fatalf("a second report (%v) for one revocation", d)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
