@@ -84,10 +84,11 @@ func TestUsageReportAgreesWithLimits(t *testing.T) {
 	}
 
 	users := []identity.Principal{
-		{Key: "tid/alice", Username: "alice@contoso.com"},
-		{Key: "tid/bob", Username: "bob@contoso.com"},
+		{Key: "tid/alice", Username: "alice@contoso.com", Groups: []string{"g-eng"}},
+		{Key: "tid/bob", Username: "bob@contoso.com", Groups: []string{"g-eng", "g-legal"}},
 		{Key: "tid/carol"},
 	}
+	groupInput := map[string]int64{}
 	models := []string{"claude-sonnet-4-6", "claude-haiku-4-5"}
 	rng := rand.New(rand.NewPCG(4, 2))
 	now := time.Now().UTC()
@@ -105,6 +106,10 @@ func TestUsageReportAgreesWithLimits(t *testing.T) {
 		}
 		usage := anthropic.Usage{InputTokens: rng.Int64N(500), CacheCreationInputTokens: rng.Int64N(3000), CacheReadInputTokens: rng.Int64N(15000), OutputTokens: rng.Int64N(8000)}
 		rec.State, rec.Status, rec.Usage = audit.StateCompleted, 200, usage
+		rec.Groups = u.Groups // as the gateway records the governed groups
+		for _, g := range u.Groups {
+			groupInput[g] += usage.InputTokens
+		}
 		if i%7 == 3 { // interrupted streams are billed for what was produced
 			rec.State = audit.StateInterrupted
 		}
@@ -165,6 +170,15 @@ func TestUsageReportAgreesWithLimits(t *testing.T) {
 	}
 	if requests != 60 || day["tid/alice"][5] != "1" {
 		t.Fatalf("requests %d, alice denied %s", requests, day["tid/alice"][5])
+	}
+	byGroup := parse(run("--by", "group", "--period", "week", "--csv", "--date", now.Format("2006-01-02")))
+	for g, want := range groupInput {
+		if got, _ := strconv.ParseInt(byGroup[g][6], 10, 64); got != want {
+			t.Errorf("group %s: report says %d input tokens, records hold %d", g, got, want)
+		}
+	}
+	if len(byGroup) != 2 {
+		t.Errorf("by group: %v", byGroup)
 	}
 	byModel := parse(run("--by", "model", "--period", "week", "--csv", "--date", now.Format("2006-01-02")))
 	if len(byModel) != 2 {
