@@ -651,7 +651,8 @@ func (a *Authenticator) checkRevoked(ctx context.Context, p identity.Principal) 
 	}
 	if err := a.opts.Revocations.Check(ctx, p); err != nil {
 		e := fail(ReasonRevoked, "%v", err)
-		e.Principal = &p
+		who := p // a copy, so only this path allocates (taking &p would move p to the heap on every call)
+		e.Principal = &who
 		return e
 	}
 	return nil

@@ -217,3 +217,24 @@ func TestForbiddenUsesScanner(t *testing.T) {
 		}
 	}
 }
+
+// TestWarmVerifyDoesNotAllocate guards the hot path: a cached token with a
+// revocation check costs a hash and a map lookup, no allocation.
+func TestWarmVerifyDoesNotAllocate(t *testing.T) {
+	s := startIdP(t, idp.Options{})
+	tid := s.Tenants()[0]
+	aud := idp.NewGUID()
+	tok := s.IDToken(tid, aud, s.DefaultUser(), time.Hour)
+	a := newAuth(t, Options{Providers: []Provider{entraProvider(s, tid, aud)}, Revocations: revokeSet{}})
+	ctx := context.Background()
+	if _, err := a.Verify(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := a.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("warm verification allocates %.0f times per call", n)
+	}
+}
