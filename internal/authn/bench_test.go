@@ -227,6 +227,11 @@ func TestWarmVerifyDoesNotAllocate(t *testing.T) {
 	tok := s.IDToken(tid, aud, s.DefaultUser(), time.Hour)
 	a := newAuth(t, Options{Providers: []Provider{entraProvider(s, tid, aud)}, Revocations: revokeSet{}})
 	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); a.Ready(ctx) != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("keys not loaded in 10s")
+		}
+	}
 	if _, err := a.Verify(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
