@@ -130,6 +130,9 @@ func (s *scanner) eat(c byte) bool {
 }
 
 func (s *scanner) skipString() {
+	if s.i >= len(s.b) {
+		return
+	}
 	s.i++ // opening quote
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
@@ -141,6 +144,9 @@ func (s *scanner) skipString() {
 		default:
 			s.i++
 		}
+	}
+	if s.i > len(s.b) { // an escape at the very end of malformed input
+		s.i = len(s.b)
 	}
 }
 

@@ -362,6 +362,9 @@ func UsageFromJSON(body []byte) (u Usage, model string, ok bool) {
 		if s.eat('}') {
 			break
 		}
+		if s.i >= len(s.b) || s.b[s.i] != '"' { // not JSON: no usage to trust
+			return Usage{}, "", false
+		}
 		kStart := s.i
 		s.skipString()
 		key := body[kStart:s.i]
