@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // mobileconfig renders an Apple configuration profile whose single payload
@@ -217,6 +218,9 @@ func decodeRegText(data []byte) (string, error) {
 			u = append(u, uint16(data[i])|uint16(data[i+1])<<8)
 		}
 		return string(utf16.Decode(u)), nil
+	}
+	if !utf8.Valid(data) {
+		return "", fmt.Errorf("profile: the .reg file is neither UTF-16 LE (as regedit writes it) nor valid UTF-8")
 	}
 	return strings.TrimPrefix(string(data), "\uFEFF"), nil
 }
