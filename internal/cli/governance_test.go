@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 
@@ -45,6 +46,7 @@ func TestGovernanceThroughGateway(t *testing.T) {
 	haiku := `{"model":"claude-haiku-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`
 	for i := 0; i < 2; i++ {
 		resp = h.post("/v1/messages", ada, haiku, nil)
+		io.Copy(io.Discard, resp.Body) // read it all: closing early is (correctly) audited as interrupted
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d: %d", i, resp.StatusCode)
@@ -60,6 +62,7 @@ func TestGovernanceThroughGateway(t *testing.T) {
 	// Counting tokens spends nothing: it works with the minute's requests
 	// used up, and is refused for a model outside the policy.
 	resp = h.post("/v1/messages/count_tokens", ada, `{"model":"claude-haiku-4-5","messages":[]}`, nil)
+	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("count_tokens after the rate limit: %d", resp.StatusCode)
