@@ -16,7 +16,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"regexp"
 	"sort"
@@ -205,30 +204,19 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := tx.QueryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current); err != nil {
 		return fmt.Errorf("audit postgres: schema version: %w", err)
 	}
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+	migrations, latest, err := sqlrow.Migrations(migrationFS, "migrations")
 	if err != nil {
-		return err
+		return fmt.Errorf("audit postgres: %w", err)
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	latest := 0
-	for _, e := range entries {
-		v, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("audit postgres: migration %s: bad name", e.Name())
-		}
-		latest = v
-		if v <= current {
+	for _, m := range migrations {
+		if m.Version <= current {
 			continue
 		}
-		body, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return err
+		if _, err := tx.Exec(ctx, m.Body); err != nil {
+			return fmt.Errorf("audit postgres: migration %s: %w", m.Name, err)
 		}
-		if _, err := tx.Exec(ctx, string(body)); err != nil {
-			return fmt.Errorf("audit postgres: migration %s: %w", e.Name(), err)
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_ns) VALUES ($1, $2, $3)", v, e.Name(), time.Now().UnixNano()); err != nil {
-			return fmt.Errorf("audit postgres: migration %s: %w", e.Name(), err)
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_ns) VALUES ($1, $2, $3)", m.Version, m.Name, time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("audit postgres: migration %s: %w", m.Name, err)
 		}
 	}
 	if current > latest {

@@ -17,11 +17,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -245,26 +242,15 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current); err != nil {
 		return fmt.Errorf("audit sqlite: schema version: %w", err)
 	}
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+	migrations, latest, err := sqlrow.Migrations(migrationFS, "migrations")
 	if err != nil {
-		return err
+		return fmt.Errorf("audit sqlite: %w", err)
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	latest := 0
-	for _, e := range entries {
-		v, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("audit sqlite: migration %s: bad name", e.Name())
-		}
-		latest = v
-		if v <= current {
+	for _, m := range migrations {
+		if m.Version <= current {
 			continue
 		}
-		body, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return err
-		}
-		if err := applyMigration(ctx, conn, v, e.Name(), string(body)); err != nil {
+		if err := applyMigration(ctx, conn, m.Version, m.Name, m.Body); err != nil {
 			return err
 		}
 	}
