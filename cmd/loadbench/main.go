@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -52,7 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mode := fs.String("mode", "bench", "bench | bare-proxy (internal: the floor's process)")
 	upstream := fs.String("upstream", "", "bare-proxy mode: upstream URL")
 	listen := fs.String("listen", "127.0.0.1:0", "bare-proxy mode: listen address")
-	duration := fs.Duration("duration", 10*time.Second, "measurement time per cell")
+	duration := fs.Duration("duration", 10*time.Second, "measurement time per cell and target")
+	rounds := fs.Int("rounds", 5, "split each cell's measurement into this many rounds, the targets taking turns")
 	warmup := fs.Duration("warmup", time.Second, "warm-up time per cell")
 	concList := fs.String("concurrency", "1,16,64", "comma-separated concurrency levels")
 	streams := fs.String("stream", "both", "json | stream | both")
@@ -63,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	slowN := fs.Int("slow-streams", 1000, "concurrent slow streams to hold open through the gateway (0: skip)")
 	slowEvents := fs.Int("slow-events", 20, "events per slow stream")
 	slowEvery := fs.Duration("slow-interval", 500*time.Millisecond, "time between a slow stream's events")
+	debugListen := fs.String("debug-listen", "", "serve the gateway's /debug/pprof/ on this loopback address (profile it while the load runs)")
 	soak := fs.Duration("soak", 0, "run a constant streaming load this long and sample the gateway's RSS (e.g. 10m; 0: skip)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -124,6 +127,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer slowStub.Close()
+	debugYAML := ""
+	if *debugListen != "" {
+		debugYAML = "debug_listen: " + *debugListen + "\n"
+	}
 	startGW := func(level string) (*child, string, error) {
 		gwAddr, err := freeAddr()
 		if err != nil {
@@ -162,7 +169,7 @@ audit:
   sync: %s
 log:
   level: warn
-`, gwAddr, issuer.Issuer(tenant), clientID, stub.URL(), slowStub.URL(), filepath.Join(dir, "audit-"+level+".db"), level)
+%s`, gwAddr, issuer.Issuer(tenant), clientID, stub.URL(), slowStub.URL(), filepath.Join(dir, "audit-"+level+".db"), level, debugYAML)
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			return nil, "", err
 		}
@@ -185,7 +192,7 @@ log:
 
 	targets := []target{
 		{name: "direct", url: stub.URL(), header: http.Header{"X-Api-Key": {key}}},
-		{name: "bare proxy", url: bareURL, header: http.Header{"X-Api-Key": {key}}},
+		{name: "bare proxy", url: bareURL, header: http.Header{"X-Api-Key": {key}}, pid: bare.cmd.Process.Pid},
 		{name: "gatehouse", url: gwURL, header: http.Header{"Authorization": {"Bearer " + token}}, pid: gw.cmd.Process.Pid},
 	}
 	var modes []bool
@@ -199,14 +206,24 @@ log:
 	}
 
 	fmt.Fprintf(stdout, "# loadbench: %d CPU, GOMAXPROCS %d, %s, %s per cell, audit.sync=%s\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), *duration, *sync)
-	fmt.Fprintln(stdout, "| mode | conc | direct p50 | bare p50 / p99 | gatehouse p50 / p99 | added p50 bare → gatehouse (ratio) | TTFB p50 bare / gatehouse | req/s bare / gatehouse (ratio) | gatehouse RSS max | errors |")
-	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(stdout, "| mode | conc | direct p50 | bare p50 / p99 | gatehouse p50 / p99 | added p50 bare → gatehouse (ratio) | TTFB p50 bare / gatehouse | req/s bare / gatehouse (ratio) | CPU per request bare / gatehouse | gatehouse RSS max | errors |")
+	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, stream := range modes {
 		for _, c := range levels {
-			var res [3]result
-			for i, t := range targets {
+			// The targets take turns in short rounds, so a slow spell on a
+			// shared machine falls on all of them alike.
+			var parts [3][]result
+			for _, t := range targets {
 				load(ctx, t, stream, c, *warmup)
-				res[i] = load(ctx, t, stream, c, *duration)
+			}
+			for r := 0; r < *rounds; r++ {
+				for i, t := range targets {
+					parts[i] = append(parts[i], load(ctx, t, stream, c, *duration/time.Duration(*rounds)))
+				}
+			}
+			var res [3]result
+			for i := range targets {
+				res[i] = merge(parts[i])
 			}
 			d, b, g := res[0], res[1], res[2]
 			addB, addG := b.p50-d.p50, g.p50-d.p50
@@ -214,9 +231,9 @@ log:
 			if stream {
 				mode = "stream"
 			}
-			fmt.Fprintf(stdout, "| %s | %d | %s | %s / %s | %s / %s | %s → %s (%.2fx) | %s / %s | %.0f / %.0f (%.0f%%) | %.1f MB | %d/%d/%d |\n",
+			fmt.Fprintf(stdout, "| %s | %d | %s | %s / %s | %s / %s | %s → %s (%.2fx) | %s / %s | %.0f / %.0f (%.0f%%) | %s / %s | %.1f MB | %d/%d/%d |\n",
 				mode, c, us(d.p50), us(b.p50), us(b.p99), us(g.p50), us(g.p99), us(addB), us(addG), ratio(addG, addB),
-				us(b.ttfb50), us(g.ttfb50), b.rps, g.rps, 100*g.rps/b.rps, float64(g.rssMax)/(1<<20), d.errors, b.errors, g.errors)
+				us(b.ttfb50), us(g.ttfb50), b.rps, g.rps, 100*g.rps/b.rps, us(b.cpuPerReq), us(g.cpuPerReq), float64(g.rssMax)/(1<<20), d.errors, b.errors, g.errors)
 		}
 	}
 	auth := http.Header{"Authorization": {"Bearer " + token}}
@@ -379,11 +396,15 @@ type target struct {
 }
 
 type result struct {
+	lat, ttfb []time.Duration // every request's latency and time to first byte
+	elapsed   time.Duration
+	cpu       time.Duration // the target process's CPU time during the run
 	n, errors int
 	p50, p99  time.Duration
 	ttfb50    time.Duration
 	rps       float64
 	rssMax    int64
+	cpuPerReq time.Duration // the target process's CPU time (user+system) per request
 }
 
 const jsonBody = `{"model":"claude-sonnet-4-6","max_tokens":256,"messages":[{"role":"user","content":"Write one short sentence about gateways."}]}`
@@ -422,6 +443,7 @@ func load(ctx context.Context, t target, stream bool, c int, d time.Duration) re
 		}()
 	}
 	var wg sync.WaitGroup
+	cpu0 := cpuTime(t.pid)
 	start := time.Now()
 	for i := 0; i < c; i++ {
 		wg.Add(1)
@@ -470,10 +492,56 @@ func load(ctx context.Context, t target, stream bool, c int, d time.Duration) re
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime(t.pid) - cpu0
 	close(stopRSS)
 	rssWG.Wait()
-	return result{n: len(lat), errors: errs, p50: pct(lat, 50), p99: pct(lat, 99), ttfb50: pct(ttfb, 50),
-		rps: float64(len(lat)) / elapsed.Seconds(), rssMax: rssMax}
+	return merge([]result{{lat: lat, ttfb: ttfb, elapsed: elapsed, cpu: cpu, errors: errs, rssMax: rssMax}})
+}
+
+// merge pools the samples of several runs against one target.
+func merge(parts []result) result {
+	var out result
+	for _, p := range parts {
+		out.lat = append(out.lat, p.lat...)
+		out.ttfb = append(out.ttfb, p.ttfb...)
+		out.elapsed += p.elapsed
+		out.cpu += p.cpu
+		out.errors += p.errors
+		out.rssMax = max(out.rssMax, p.rssMax)
+	}
+	out.n = len(out.lat)
+	out.p50, out.p99, out.ttfb50 = pct(out.lat, 50), pct(out.lat, 99), pct(out.ttfb, 50)
+	if out.elapsed > 0 {
+		out.rps = float64(out.n) / out.elapsed.Seconds()
+	}
+	if out.n > 0 {
+		out.cpuPerReq = out.cpu / time.Duration(out.n)
+	}
+	return out
+}
+
+// cpuTime is the CPU time (user + system) pid has used, from
+// /proc/PID/stat (clock ticks of 1/100 s, Linux's USER_HZ).
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may contain spaces: count from its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func pct(d []time.Duration, p int) time.Duration {
@@ -512,6 +580,7 @@ func bareProxy(ctx context.Context, upstream, listen string, stdout io.Writer) e
 	rp := &httputil.ReverseProxy{
 		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
 		FlushInterval: -1,
+		ErrorLog:      log.New(io.Discard, "", 0), // clients cut at the end of a cell
 		Transport:     &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true},
 	}
 	ln, err := net.Listen("tcp", listen)

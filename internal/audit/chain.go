@@ -66,9 +66,17 @@ func HashEntry(prev []byte, seq int64, kind, requestID string, payload []byte) [
 // RecordPayload is the canonical chain payload of rec: its JSON with Time
 // in UTC.
 func RecordPayload(rec *Record) ([]byte, error) {
+	return AppendPayload(nil, rec)
+}
+
+// AppendPayload appends rec's canonical chain payload to dst.
+func AppendPayload(dst []byte, rec *Record) ([]byte, error) {
+	if rec.Time.Location() == time.UTC {
+		return AppendJSON(dst, rec)
+	}
 	cp := *rec
 	cp.Time = cp.Time.UTC()
-	return json.Marshal(&cp)
+	return AppendJSON(dst, &cp)
 }
 
 // Checkpoint is a signed statement that chain Chain had Size entries with

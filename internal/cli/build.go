@@ -362,6 +362,7 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	check("listen", a.Listen, b.Listen)
 	check("metrics_listen", a.MetricsListen, b.MetricsListen)
+	check("debug_listen", a.DebugListen, b.DebugListen)
 	check("audit", a.Audit, b.Audit)
 	check("log", a.Log, b.Log)
 	check("tracing", a.Tracing, b.Tracing)

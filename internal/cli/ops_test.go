@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -68,5 +69,36 @@ func TestGracefulShutdown(t *testing.T) {
 	recs := h.records()
 	if len(recs) != 1 || recs[0].State != audit.StateCompleted || recs[0].Usage.OutputTokens == 0 {
 		t.Fatalf("audit after shutdown: %+v", recs)
+	}
+}
+
+// TestSideListeners: metrics_listen moves /metrics off the client-facing
+// port; debug_listen serves Go's profiles on loopback and nowhere else.
+func TestSideListeners(t *testing.T) {
+	metricsAddr, debugAddr := freeAddr(t), freeAddr(t)
+	h := startGateway(t, harnessOptions{extraYAML: fmt.Sprintf("metrics_listen: %s\ndebug_listen: %s\n", metricsAddr, debugAddr)})
+	get := func(u string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("http://" + metricsAddr + "/metrics"); code != 200 || !strings.Contains(body, "gatehouse_") {
+		t.Fatalf("metrics_listen /metrics: %d %.200s", code, body)
+	}
+	if code, body := get("http://" + debugAddr + "/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
+		t.Fatalf("debug_listen goroutine profile: %d %.200s", code, body)
+	}
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		if code, _ := get(h.base + path); code == 200 {
+			t.Errorf("main listener serves %s although it was moved", path)
+		}
+	}
+	if code, _ := get("http://" + metricsAddr + "/debug/pprof/"); code == 200 {
+		t.Error("metrics listener serves profiles")
 	}
 }

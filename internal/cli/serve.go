@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -58,18 +59,24 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) string, 
 		Logger:            log,
 	})
 	if cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.metrics.Handler())
+		stop, err := sideListener(cfg.MetricsListen, mux, log, "metrics listening")
 		if err != nil {
 			ln.Close()
 			g.close(context.Background())
 			return fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", g.metrics.Handler())
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go msrv.Serve(mln)
-		defer msrv.Close()
-		log.Info("metrics listening", slog.String("addr", mln.Addr().String()))
+		defer stop()
+	}
+	if cfg.DebugListen != "" {
+		stop, err := sideListener(cfg.DebugListen, debugMux(), log, "debug profiles listening")
+		if err != nil {
+			ln.Close()
+			g.close(context.Background())
+			return fmt.Errorf("debug_listen %s: %w", cfg.DebugListen, err)
+		}
+		defer stop()
 	}
 	scheme := "http"
 	if t := cfg.Server.TLS; t != nil {
@@ -138,4 +145,29 @@ func watchConfig(ctx context.Context, g *gateway, path string, interval time.Dur
 		signal.Stop(hup)
 		close(done)
 	}
+}
+
+// sideListener serves h on addr until the returned stop is called.
+func sideListener(addr string, h http.Handler, log *slog.Logger, msg string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	log.Info(msg, slog.String("addr", ln.Addr().String()))
+	return func() { srv.Close() }, nil
+}
+
+// debugMux serves Go's runtime profiles for debug_listen (loopback only,
+// enforced by config validation). Registered explicitly: nothing is served
+// from http.DefaultServeMux.
+func debugMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }

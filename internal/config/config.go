@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -25,11 +26,14 @@ type Config struct {
 	Listen    string `yaml:"listen"`
 	PublicURL string `yaml:"public_url,omitempty"`
 	// MetricsListen moves /metrics off the main listener to this address.
-	MetricsListen string     `yaml:"metrics_listen,omitempty"`
-	Identity      Identity   `yaml:"identity"`
-	Upstreams     []Upstream `yaml:"upstreams"`
-	Models        []Model    `yaml:"models"`
-	Audit         Audit      `yaml:"audit"`
+	MetricsListen string `yaml:"metrics_listen,omitempty"`
+	// DebugListen serves Go's runtime profiles (/debug/pprof/) on this
+	// address. Loopback only: profiles expose the process's internals.
+	DebugListen string     `yaml:"debug_listen,omitempty"`
+	Identity    Identity   `yaml:"identity"`
+	Upstreams   []Upstream `yaml:"upstreams"`
+	Models      []Model    `yaml:"models"`
+	Audit       Audit      `yaml:"audit"`
 
 	Policies    []Policy     `yaml:"policies,omitempty"`
 	GroupLimits []GroupLimit `yaml:"group_limits,omitempty"`
@@ -129,6 +133,15 @@ func (c *Config) Validate() error {
 			v.add("metrics_listen", "%v", err)
 		} else if c.MetricsListen == c.Listen {
 			v.add("metrics_listen", "must differ from listen (leave it empty to serve /metrics on the main listener)")
+		}
+	}
+	if c.DebugListen != "" {
+		if host, _, err := splitHostPort(c.DebugListen); err != nil {
+			v.add("debug_listen", "%v", err)
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			v.add("debug_listen", "must be a loopback address such as 127.0.0.1:6060 (profiles expose the process's memory layout and timing; reach it with kubectl port-forward or ssh)")
+		} else if c.DebugListen == c.Listen || c.DebugListen == c.MetricsListen {
+			v.add("debug_listen", "must differ from listen and metrics_listen")
 		}
 	}
 	if c.PublicURL != "" {

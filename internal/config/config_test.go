@@ -109,6 +109,11 @@ func TestInvalid(t *testing.T) {
 		{"model names unknown upstream", func(s string) string {
 			return strings.Replace(s, "upstream_model: sonnet-deployment", "upstream_model: sonnet-deployment\n    upstream: nowhere", 1)
 		}, map[string]string{"FOUNDRY_API_KEY": "k"}, []string{"models[0].upstream: \"nowhere\" is not the name of a configured upstream"}},
+		{"debug profiles off loopback", func(s string) string { return s + "\ndebug_listen: 0.0.0.0:6060\n" },
+			map[string]string{"FOUNDRY_API_KEY": "k"}, []string{"debug_listen: must be a loopback address"}},
+		{"metrics and debug on the main listener", func(s string) string {
+			return s + "\nmetrics_listen: 127.0.0.1:8080\ndebug_listen: 127.0.0.1:8080\n"
+		}, map[string]string{"FOUNDRY_API_KEY": "k"}, []string{"metrics_listen: must differ from listen", "debug_listen: must differ from listen and metrics_listen"}},
 		{"no audiences, bad provider, bad sync", func(s string) string {
 			s = strings.Replace(s, `  audiences: ["aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"]`+"\n", "", 1)
 			s = strings.Replace(s, "provider: foundry", "provider: openai", 1)

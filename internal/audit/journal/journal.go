@@ -56,8 +56,14 @@ type Options struct {
 	MaxBatch int
 	// IngestDelay is how long the ingester gathers entries before writing
 	// them to the inner store, so many records share one transaction.
-	// Records are already durable in the journal. Default 20ms.
+	// Records are already durable in the journal. Default 100ms.
 	IngestDelay time.Duration
+	// FinishWindow is how long an entry stays in the journal before it is
+	// ingested, so that a request finishing within it reaches the inner
+	// store as one write of its final version instead of a begin and a
+	// finish (half the store's work per request). Flush and Close do not
+	// wait for it. Default 500ms; negative: no window.
+	FinishWindow time.Duration
 	// Logger receives ingestion errors. Default: discard.
 	Logger *slog.Logger
 }
@@ -80,6 +86,11 @@ type entry struct {
 	seg  int64
 	end  int64 // offset just past this entry in seg
 	size int64
+	at   time.Time // when journaled
+	n    uint64    // position in the journal since Open (queue[0].n == done)
+	// applied marks a Finish already written to the inner store as part
+	// of its coalesced Begin; the ingester skips it.
+	applied bool
 }
 
 // Store is an audit.Store backed by a journal and an inner store. It also
@@ -102,10 +113,14 @@ type Store struct {
 	fatal   error
 
 	kick     chan struct{}
-	ingested sync.Cond // signalled (with mu) when doneCount advances
-	done     uint64    // entries ingested
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	flushers int // Flush calls waiting: ingest without the finish window
+	// lastFinish maps a request id to the position of its newest queued
+	// Finish (see coalesceLocked).
+	lastFinish map[string]uint64
+	ingested   sync.Cond // signalled (with mu) when doneCount advances
+	done       uint64    // entries ingested
+	stop       chan struct{}
+	wg         sync.WaitGroup
 }
 
 var (
@@ -138,7 +153,10 @@ func Open(ctx context.Context, inner audit.Store, opts Options) (*Store, error) 
 		opts.MaxBatch = 512
 	}
 	if opts.IngestDelay <= 0 {
-		opts.IngestDelay = 20 * time.Millisecond
+		opts.IngestDelay = 100 * time.Millisecond
+	}
+	if opts.FinishWindow == 0 {
+		opts.FinishWindow = 500 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -146,7 +164,7 @@ func Open(ctx context.Context, inner audit.Store, opts Options) (*Store, error) 
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("audit journal: %w", err)
 	}
-	s := &Store{opts: opts, inner: inner, log: opts.Logger, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	s := &Store{opts: opts, inner: inner, log: opts.Logger, kick: make(chan struct{}, 1), stop: make(chan struct{}), lastFinish: map[string]uint64{}}
 	s.ingested.L = &s.mu
 	last, err := s.replay(ctx)
 	if err != nil {
@@ -234,7 +252,7 @@ func (s *Store) replay(ctx context.Context) (int64, error) {
 				return 0, fmt.Errorf("audit journal: truncating torn tail: %w", err)
 			}
 		}
-		if err := s.apply(ctx, entries, true); err != nil {
+		if err := s.apply(ctx, entries); err != nil {
 			return 0, fmt.Errorf("audit journal: replaying segment %d into the audit store: %w", n, err)
 		}
 		replayed += len(entries)
@@ -339,20 +357,22 @@ func (s *Store) append(kind byte, recs []*audit.Record) error {
 	buf := s.wbuf[:0]
 	ents := make([]entry, 0, len(recs))
 	off := s.off
+	now := time.Now()
 	for _, r := range recs {
-		payload, err := json.Marshal(r)
-		if err != nil {
+		start := len(buf)
+		buf = append(buf, make([]byte, headerLen)...)
+		var err error
+		if buf, err = audit.AppendJSON(buf, r); err != nil {
+			s.wbuf = buf[:0]
 			return fmt.Errorf("audit journal: encoding: %w", err)
 		}
-		var hdr [headerLen]byte
+		hdr, payload := buf[start:start+headerLen], buf[start+headerLen:]
 		binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(payload)))
 		hdr[8] = kind
 		binary.LittleEndian.PutUint32(hdr[4:8], crc32.Update(crc32.Update(0, crcTable, hdr[8:9]), crcTable, payload))
-		buf = append(buf, hdr[:]...)
-		buf = append(buf, payload...)
 		size := int64(headerLen + len(payload))
 		off += size
-		ents = append(ents, entry{kind: kind, rec: *r, seg: s.seg, end: off, size: size})
+		ents = append(ents, entry{kind: kind, rec: *r, seg: s.seg, end: off, size: size, at: now, n: s.written + uint64(len(ents))})
 	}
 	s.wbuf = buf
 	if _, err := s.f.Write(buf); err != nil {
@@ -370,6 +390,11 @@ func (s *Store) append(kind byte, recs []*audit.Record) error {
 		s.dirty = true
 	}
 	s.queue = append(s.queue, ents...)
+	if kind == kindFinish {
+		for _, e := range ents {
+			s.lastFinish[e.rec.RequestID] = e.n
+		}
+	}
 	s.pending += int64(len(buf))
 	s.written += uint64(len(ents))
 	if s.off >= s.opts.SegmentBytes {
@@ -423,95 +448,182 @@ func (s *Store) ingestLoop() {
 	defer s.wg.Done()
 	backoff := 10 * time.Millisecond
 	var markedAt time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	stopping := false
 	for {
-		stopping := false
-		select {
-		case <-s.kick:
-			// Gather: the entries are durable already; one transaction for
-			// many of them is what keeps the store off the hot path.
+		s.mu.Lock()
+		n, wait := s.readyLocked(time.Now(), stopping || s.flushers > 0)
+		var batch []entry
+		var merged map[int]bool
+		var final map[string]*audit.Record
+		if n > 0 {
+			batch = s.queue[:n]
+			merged, final = s.coalesceLocked(n)
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			if stopping {
+				return
+			}
+			if wait > 0 {
+				timer.Reset(wait)
+			}
 			select {
-			case <-time.After(s.opts.IngestDelay):
+			case <-s.kick:
+			case <-timer.C:
 			case <-s.stop:
 				stopping = true
 			}
-		case <-s.stop:
-			stopping = true
+			timer.Stop()
+			continue
 		}
-		for {
-			s.mu.Lock()
-			batch := s.queue
-			if len(batch) > s.opts.MaxBatch {
-				batch = batch[:s.opts.MaxBatch]
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := s.applyLive(ctx, batch, merged, final)
+		cancel()
+		if err != nil {
+			s.log.Error("audit journal: writing to the audit store failed; entries stay journaled and will be retried", slog.String("cause", err.Error()), slog.Int("entries", len(batch)))
+			select {
+			case <-time.After(backoff):
+			case <-s.stop:
+				stopping = true
 			}
-			s.mu.Unlock()
-			if len(batch) == 0 {
+			if backoff < 5*time.Second {
+				backoff *= 2
+			}
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		lastE := batch[len(batch)-1]
+		var bytes int64
+		for _, e := range batch {
+			bytes += e.size
+		}
+		s.mu.Lock()
+		for j := range merged {
+			if j >= n {
+				s.queue[j].applied = true
+			}
+		}
+		for i := range s.queue[:n] {
+			if e := &s.queue[i]; e.kind == kindFinish && s.lastFinish[e.rec.RequestID] == e.n {
+				delete(s.lastFinish, e.rec.RequestID)
+			}
+		}
+		clear(s.queue[:n]) // release the records to the collector
+		s.queue = s.queue[n:]
+		if len(s.queue) == 0 {
+			s.queue = nil
+		}
+		s.pending -= bytes
+		s.done += uint64(n)
+		cur := s.seg
+		caughtUp := len(s.queue) == 0
+		s.ingested.Broadcast()
+		s.mu.Unlock()
+		// Progress is recorded at most once a second (and at the end):
+		// a stale marker only means a replay repeats entries, which
+		// is idempotent.
+		if now := time.Now(); now.Sub(markedAt) >= time.Second || caughtUp && stopping || lastE.seg < cur {
+			markedAt = now
+			if err := s.writeMarker(lastE.seg, lastE.end); err != nil {
+				s.log.Warn("audit journal: recording progress failed (entries may be replayed twice)", slog.String("cause", err.Error()))
+			}
+		}
+		for n := lastE.seg - 1; n >= 0 && n < cur; n-- {
+			if err := os.Remove(s.segPath(n)); err != nil {
 				break
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := s.apply(ctx, batch, false)
-			cancel()
-			if err != nil {
-				s.log.Error("audit journal: writing to the audit store failed; entries stay journaled and will be retried", slog.String("cause", err.Error()), slog.Int("entries", len(batch)))
-				select {
-				case <-time.After(backoff):
-				case <-s.stop:
-					if stopping {
-						return
-					}
-					stopping = true
-				}
-				if backoff < 5*time.Second {
-					backoff *= 2
-				}
-				continue
-			}
-			backoff = 10 * time.Millisecond
-			lastE := batch[len(batch)-1]
-			var bytes int64
-			for _, e := range batch {
-				bytes += e.size
-			}
-			s.mu.Lock()
-			s.queue = s.queue[len(batch):]
-			if len(s.queue) == 0 {
-				s.queue = nil
-			}
-			s.pending -= bytes
-			s.done += uint64(len(batch))
-			cur := s.seg
-			s.ingested.Broadcast()
-			s.mu.Unlock()
-			// Progress is recorded at most every 100 ms (and at the end):
-			// a stale marker only means a replay repeats entries, which
-			// is idempotent.
-			s.mu.Lock()
-			caughtUp := len(s.queue) == 0
-			s.mu.Unlock()
-			if now := time.Now(); now.Sub(markedAt) >= 100*time.Millisecond || caughtUp && stopping || lastE.seg < cur {
-				markedAt = now
-				if err := s.writeMarker(lastE.seg, lastE.end); err != nil {
-					s.log.Warn("audit journal: recording progress failed (entries may be replayed twice)", slog.String("cause", err.Error()))
-				}
-			}
-			for n := lastE.seg - 1; n >= 0 && n < cur; n-- {
-				if err := os.Remove(s.segPath(n)); err != nil {
-					break
-				}
-			}
-		}
-		if stopping {
-			return
 		}
 	}
 }
 
-// apply writes entries to the inner store in order, grouping runs of the
-// same kind. During replay a Begin may repeat one the inner store already
-// has; then the run is written with Finish, which upserts.
-func (s *Store) apply(ctx context.Context, entries []entry, replay bool) error {
-	if !replay {
-		entries = coalesce(entries)
+// readyLocked returns how many entries at the head of the queue are due
+// for ingestion (at most MaxBatch) and, when none is, how long until the
+// oldest will be (0: the queue is empty). Entries are due once they are
+// FinishWindow old, rounded up to IngestDelay so each transaction carries
+// a useful batch; force (Flush, Close) makes everything due.
+func (s *Store) readyLocked(now time.Time, force bool) (int, time.Duration) {
+	if len(s.queue) == 0 {
+		return 0, 0
 	}
+	max := min(len(s.queue), s.opts.MaxBatch)
+	if force || s.opts.FinishWindow < 0 {
+		return max, 0
+	}
+	cutoff := now.Add(-s.opts.FinishWindow)
+	if wait := s.queue[0].at.Sub(cutoff); wait > 0 {
+		return 0, wait + s.opts.IngestDelay
+	}
+	n := sort.Search(max, func(i int) bool { return s.queue[i].at.After(cutoff) })
+	return n, 0
+}
+
+// coalesceLocked picks what the first n queued entries need not write: a
+// Begin whose request has a Finish queued is written once, in the state of
+// the last such Finish (returned in final), and that Finish is skipped; a
+// Finish superseded by a later one of the same request is skipped. The
+// returned set holds queue indexes to skip; those beyond n are marked
+// applied once the batch is written. Durability is unaffected: every entry
+// is in the journal already; replay never coalesces.
+func (s *Store) coalesceLocked(n int) (skip map[int]bool, final map[string]*audit.Record) {
+	for i := range s.queue[:n] {
+		e := &s.queue[i]
+		last, ok := s.lastFinish[e.rec.RequestID]
+		if !ok || last <= e.n {
+			continue
+		}
+		if skip == nil {
+			skip, final = map[int]bool{}, map[string]*audit.Record{}
+		}
+		if e.kind == kindFinish {
+			skip[i] = true
+			continue
+		}
+		j := int(last - s.done)
+		skip[j] = true
+		r := s.queue[j].rec
+		final[e.rec.RequestID] = &r
+	}
+	return skip, final
+}
+
+// applyLive writes one batch: each Begin in the final state of its last
+// merged Finish, then the Finishes not merged, as (at most) two inner-store
+// calls. Writing the batch's Begins before its Finishes is safe: a Finish
+// whose Begin is in the same batch is always merged into it.
+func (s *Store) applyLive(ctx context.Context, batch []entry, merged map[int]bool, final map[string]*audit.Record) error {
+	var begins, finishes []*audit.Record
+	for i := range batch {
+		e := &batch[i]
+		switch {
+		case e.applied || merged[i]:
+		case e.kind == kindBegin:
+			r := e.rec
+			if f, ok := final[r.RequestID]; ok {
+				r = *f
+			}
+			begins = append(begins, &r)
+		default:
+			r := e.rec
+			finishes = append(finishes, &r)
+		}
+	}
+	if len(begins) > 0 {
+		if err := s.inner.Begin(ctx, begins); err != nil {
+			return err
+		}
+	}
+	if len(finishes) > 0 {
+		return s.inner.Finish(ctx, finishes)
+	}
+	return nil
+}
+
+// apply replays entries to the inner store in order, grouping runs of the
+// same kind. A Begin may repeat one the inner store already has; then the
+// run is written with Finish, which upserts.
+func (s *Store) apply(ctx context.Context, entries []entry) error {
 	for i := 0; i < len(entries); {
 		j := i
 		for j < len(entries) && entries[j].kind == entries[i].kind && j-i < s.opts.MaxBatch {
@@ -525,7 +637,7 @@ func (s *Store) apply(ctx context.Context, entries []entry, replay bool) error {
 		var err error
 		if entries[i].kind == kindBegin {
 			err = s.inner.Begin(ctx, recs)
-			if err != nil && replay {
+			if err != nil {
 				err = s.inner.Finish(ctx, recs)
 			}
 		} else {
@@ -539,44 +651,22 @@ func (s *Store) apply(ctx context.Context, entries []entry, replay bool) error {
 	return nil
 }
 
-// coalesce merges a record begun and finished within one batch into a
-// single write of its final version at the Begin's position (so store order
-// stays arrival order): one write per request instead of two. Durability
-// is unaffected: both entries are in the journal already. Replay never
-// coalesces.
-func coalesce(entries []entry) []entry {
-	last := map[string]int{} // request id -> index of its last Finish
-	for i, e := range entries {
-		if e.kind == kindFinish {
-			last[e.rec.RequestID] = i
-		}
-	}
-	if len(last) == 0 {
-		return entries
-	}
-	merged := map[int]bool{}
-	out := make([]entry, 0, len(entries))
-	for i, e := range entries {
-		if merged[i] {
-			continue
-		}
-		if e.kind == kindBegin {
-			if j, ok := last[e.rec.RequestID]; ok && j > i {
-				e.rec = entries[j].rec
-				merged[j] = true
-			}
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 // Flush waits until everything journaled so far has reached the inner
 // store, or ctx ends.
 func (s *Store) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	target := s.written
+	s.flushers++ // the ingester stops waiting out the finish window
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.flushers--
+		s.mu.Unlock()
+	}()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 	done := make(chan struct{})
 	go func() {
 		s.mu.Lock()

@@ -16,11 +16,12 @@ import (
 
 // memStore is an in-memory inner store that can be made to fail.
 type memStore struct {
-	mu      sync.Mutex
-	recs    map[string]audit.Record
-	order   []string
-	failing atomic.Bool
-	begins  int
+	mu       sync.Mutex
+	recs     map[string]audit.Record
+	order    []string
+	failing  atomic.Bool
+	begins   int
+	finishes int
 }
 
 func newMem() *memStore { return &memStore{recs: map[string]audit.Record{}} }
@@ -55,8 +56,32 @@ func (m *memStore) Finish(ctx context.Context, recs []*audit.Record) error {
 			m.order = append(m.order, r.RequestID)
 		}
 		m.recs[r.RequestID] = *r
+		m.finishes++
 	}
 	return nil
+}
+
+// snapshot returns the record for id (if the inner store has it) and the
+// write counts so far.
+func (m *memStore) snapshot(id string) (rec audit.Record, ok bool, begins, finishes int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec, ok = m.recs[id]
+	return rec, ok, m.begins, m.finishes
+}
+
+// waitFor polls until the inner store has id.
+func (m *memStore) waitFor(t *testing.T, id string) audit.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, ok, _, _ := m.snapshot(id); ok {
+			return r
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s never reached the inner store", id)
+	return audit.Record{}
 }
 
 func (m *memStore) List(ctx context.Context, f audit.Filter) ([]audit.Record, error) {
@@ -264,5 +289,94 @@ func TestCoalesceBeginAndFinish(t *testing.T) {
 	}
 	if inner.begins != 2 || len(inner.order) != 2 || inner.order[0] != "req-0001" { // one write each, in arrival order
 		t.Fatalf("%d begin writes, order %v", inner.begins, inner.order)
+	}
+}
+
+// TestFinishWindow: a request that finishes within the window reaches the
+// store as one write of its final version, even when its Finish is
+// journaled in a later ingest round than its Begin; one that outlives the
+// window is written begun first and finished later.
+func TestFinishWindow(t *testing.T) {
+	inner := newMem()
+	s, _ := Open(context.Background(), inner, Options{Dir: t.TempDir(), IngestDelay: time.Millisecond, FinishWindow: 300 * time.Millisecond})
+	defer s.Close()
+	ctx := context.Background()
+	s.Begin(ctx, []*audit.Record{rec(1, audit.StateBegun), rec(2, audit.StateBegun)})
+	time.Sleep(50 * time.Millisecond) // later than IngestDelay: a separate round without the window
+	mid := rec(1, audit.StateCompleted)
+	mid.Usage.OutputTokens = 1
+	last := rec(1, audit.StateCompleted)
+	last.Usage.OutputTokens = 2
+	s.Finish(ctx, []*audit.Record{mid})
+	s.Finish(ctx, []*audit.Record{last})
+
+	got := inner.waitFor(t, "req-0001")
+	if got.State != audit.StateCompleted || got.Usage.OutputTokens != 2 {
+		t.Fatalf("first write of req-0001 is %s with %d output tokens, want its last Finish", got.State, got.Usage.OutputTokens)
+	}
+	if r := inner.waitFor(t, "req-0002"); r.State != audit.StateBegun {
+		t.Fatalf("req-0002 = %s", r.State)
+	}
+	s.Finish(ctx, []*audit.Record{rec(2, audit.StateCompleted)})
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2, _, begins, finishes := inner.snapshot("req-0002")
+	if r2.State != audit.StateCompleted {
+		t.Fatalf("req-0002 = %s after its Finish", r2.State)
+	}
+	// req-0001: one begin write; its two Finishes never reach the store
+	// separately. req-0002: begin, then its one Finish.
+	if begins != 2 || finishes != 1 {
+		t.Fatalf("%d begin writes and %d finish writes, want 2 and 1", begins, finishes)
+	}
+}
+
+// TestFlushDoesNotWaitForTheWindow: Flush (used by List, Recover and Close)
+// ingests at once, whatever the window.
+func TestFlushDoesNotWaitForTheWindow(t *testing.T) {
+	inner := newMem()
+	s, _ := Open(context.Background(), inner, Options{Dir: t.TempDir(), FinishWindow: time.Hour})
+	defer s.Close()
+	s.Begin(context.Background(), []*audit.Record{rec(1, audit.StateBegun)})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("flush with a one-hour window: %v", err)
+	}
+	if _, ok, _, _ := inner.snapshot("req-0001"); !ok {
+		t.Fatal("flushed record missing from the inner store")
+	}
+}
+
+// TestReplayAfterEarlyAppliedFinish: a Finish written early (merged into its
+// Begin) is still in the journal; a crash before the marker passes it
+// replays it harmlessly.
+func TestReplayAfterEarlyAppliedFinish(t *testing.T) {
+	dir := t.TempDir()
+	inner := newMem()
+	s, _ := Open(context.Background(), inner, Options{Dir: dir, IngestDelay: time.Millisecond, FinishWindow: 100 * time.Millisecond})
+	ctx := context.Background()
+	s.Begin(ctx, []*audit.Record{rec(1, audit.StateBegun)})
+	s.Finish(ctx, []*audit.Record{rec(1, audit.StateCompleted)})
+	inner.waitFor(t, "req-0001")
+	// Simulate a crash: stop the goroutines without draining or cleaning up.
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	s.f.Close()
+	if err := os.Remove(filepath.Join(dir, "ingested")); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, err := Open(ctx, inner, Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	defer s2.Close()
+	if r, _, _, _ := inner.snapshot("req-0001"); r.State != audit.StateCompleted {
+		t.Fatalf("after replay req-0001 = %s", r.State)
 	}
 }
