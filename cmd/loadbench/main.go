@@ -253,9 +253,26 @@ log:
 	}
 	if *slowN > 0 {
 		fmt.Fprintf(stdout, "\n## %d concurrent slow streams (%d events, one every %s)\n\n", *slowN, *slowEvents, *slowEvery)
-		res := slowStreams(ctx, gwURL, auth, *slowN, gw.cmd.Process.Pid)
-		fmt.Fprintf(stdout, "| streams completed | largest gap between events | p99 gap | gatehouse RSS max | wall time |\n|---|---|---|---|---|\n")
-		fmt.Fprintf(stdout, "| %d / %d | %s | %s | %.1f MB | %s |\n", res.completed, *slowN, res.maxGap.Round(time.Millisecond), res.p99Gap.Round(time.Millisecond), float64(res.rssMax)/(1<<20), res.wall.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "| target | streams completed | largest gap between events | p99 gap | RSS max | wall time |\n|---|---|---|---|---|---|\n")
+		// The floor first, in its own process in front of the slow stub.
+		bareSlow, bareSlowURL, err := startChild(ctx, self, []string{"-mode", "bare-proxy", "-upstream", slowStub.URL()}, nil, "BARE_URL=")
+		if err != nil {
+			return fmt.Errorf("bare proxy: %w", err)
+		}
+		rows := []struct {
+			name string
+			url  string
+			hdr  http.Header
+			pid  int
+		}{
+			{"bare proxy", bareSlowURL, http.Header{"X-Api-Key": {key}}, bareSlow.cmd.Process.Pid},
+			{"gatehouse", gwURL, auth, gw.cmd.Process.Pid},
+		}
+		for _, row := range rows {
+			res := slowStreams(ctx, row.url, row.hdr, *slowN, row.pid)
+			fmt.Fprintf(stdout, "| %s | %d / %d | %s | %s | %.1f MB | %s |\n", row.name, res.completed, *slowN, res.maxGap.Round(time.Millisecond), res.p99Gap.Round(time.Millisecond), float64(res.rssMax)/(1<<20), res.wall.Round(time.Millisecond))
+		}
+		bareSlow.stop()
 	}
 	if *soak > 0 {
 		fmt.Fprintf(stdout, "\n## soak: %s of streaming load at concurrency 16\n\n", *soak)

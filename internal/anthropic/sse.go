@@ -24,6 +24,8 @@ type SSETap struct {
 	data      []byte // current event data (only for interesting events)
 	dataOver  bool   // data exceeded maxEventData
 	skipData  bool   // current event is not interesting
+	pending   bool   // an event or data field since the last dispatch
+	lastCR    bool   // the last chunk ended with CR (a following LF belongs to it)
 	usage     Usage
 	started   bool // message_start seen
 	stopped   bool // message_stop seen
@@ -78,10 +80,25 @@ func (t *SSETap) Content() ([]ContentBlock, bool) {
 }
 
 // Write feeds the next chunk of the stream. It never fails.
+// Lines end at LF, CRLF or CR (WHATWG HTML §9.2.6), however the chunks
+// split them.
 func (t *SSETap) Write(p []byte) (int, error) {
 	n := len(p)
+	if len(p) > 0 {
+		if t.lastCR && p[0] == '\n' { // the LF of a CRLF split across writes
+			p = p[1:]
+		}
+		t.lastCR = false
+	}
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
+		end := i
+		if end < 0 {
+			end = len(p)
+		}
+		if j := bytes.IndexByte(p[:end], '\r'); j >= 0 {
+			i = j
+		}
 		if i < 0 {
 			t.appendLine(p)
 			break
@@ -93,8 +110,15 @@ func (t *SSETap) Write(p []byte) (int, error) {
 		} else {
 			line = p[:i]
 		}
-		t.handleLine(bytes.TrimSuffix(line, []byte{'\r'}))
+		t.handleLine(line)
 		t.line = t.line[:0]
+		if p[i] == '\r' {
+			if i+1 == len(p) {
+				t.lastCR = true
+			} else if p[i+1] == '\n' {
+				i++
+			}
+		}
 		p = p[i+1:]
 	}
 	return n, nil
@@ -133,9 +157,11 @@ func (t *SSETap) handleLine(line []byte) {
 	}
 	switch {
 	case bytes.Equal(name, fieldEvent):
+		t.pending = true
 		t.event = append(t.event[:0], value...)
 		t.skipData = !interesting(t.event) && !(t.capture && contentEvent(t.event))
 	case bytes.Equal(name, fieldData):
+		t.pending = true
 		if t.skipData {
 			return
 		}
@@ -226,6 +252,7 @@ func (t *SSETap) dispatch() {
 		t.data = t.data[:0]
 		t.dataOver = false
 		t.skipData = false
+		t.pending = false
 	}()
 	if len(t.event) == 0 && len(t.data) == 0 {
 		return
@@ -345,7 +372,7 @@ func (t *SSETap) Events() int { return t.events }
 // AtEventBoundary reports whether everything written so far ends exactly at
 // the end of an event (a blank line), so bytes can be inserted safely.
 func (t *SSETap) AtEventBoundary() bool {
-	return len(t.line) == 0 && len(t.event) == 0 && len(t.data) == 0 && !t.skipData
+	return len(t.line) == 0 && !t.pending
 }
 
 // UsageFromJSON extracts usage from a non-streaming Messages response body.

@@ -21,22 +21,30 @@ func TestSSETapUsage(t *testing.T) {
 	want := Usage{InputTokens: 472, OutputTokens: 89, CacheCreationInputTokens: 100, CacheReadInputTokens: 2000, CacheCreation5m: 60, CacheCreation1h: 40}
 	// The same stream cut into every chunk size must give the same answer:
 	// the network delivers events in arbitrary pieces.
-	for _, size := range []int{1, 2, 3, 7, 64, 1 << 20} {
-		tap := NewSSETap()
-		s := streamToolUse
-		for len(s) > 0 {
-			n := min(size, len(s))
-			tap.Write([]byte(s[:n]))
-			s = s[n:]
-		}
-		if got := tap.Usage(); got != want {
-			t.Errorf("chunk %d: usage = %+v, want %+v", size, got, want)
-		}
-		if !tap.Complete() || tap.StopReason() != "tool_use" || tap.Model() != "claude-sonnet-4-6" {
-			t.Errorf("chunk %d: complete=%v stop=%q model=%q", size, tap.Complete(), tap.StopReason(), tap.Model())
-		}
-		if !tap.AtEventBoundary() {
-			t.Errorf("chunk %d: not at an event boundary after a whole stream", size)
+	// Every line ending the SSE grammar allows: LF, CRLF and CR.
+	streams := map[string]string{
+		"lf":   streamToolUse,
+		"crlf": strings.ReplaceAll(streamToolUse, "\n", "\r\n"),
+		"cr":   strings.ReplaceAll(streamToolUse, "\n", "\r"),
+	}
+	for ending, stream := range streams {
+		for _, size := range []int{1, 2, 3, 7, 64, 1 << 20} {
+			tap := NewSSETap()
+			s := stream
+			for len(s) > 0 {
+				n := min(size, len(s))
+				tap.Write([]byte(s[:n]))
+				s = s[n:]
+			}
+			if got := tap.Usage(); got != want {
+				t.Errorf("%s, chunk %d: usage = %+v, want %+v", ending, size, got, want)
+			}
+			if !tap.Complete() || tap.StopReason() != "tool_use" || tap.Model() != "claude-sonnet-4-6" {
+				t.Errorf("chunk %d: complete=%v stop=%q model=%q", size, tap.Complete(), tap.StopReason(), tap.Model())
+			}
+			if !tap.AtEventBoundary() {
+				t.Errorf("%s, chunk %d: not at an event boundary after a whole stream", ending, size)
+			}
 		}
 	}
 }

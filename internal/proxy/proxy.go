@@ -86,6 +86,10 @@ type Options struct {
 	// MaxJSONCapture bounds how much of a non-streaming response is kept to
 	// read its usage. Default 16 MiB.
 	MaxJSONCapture int
+	// KeepAlive is how long a relayed SSE stream may be silent before a
+	// PingEvent is written to the client (at an event boundary only).
+	// Zero: DefaultKeepAlive. Negative: never.
+	KeepAlive time.Duration
 }
 
 // Proxy relays requests.
@@ -93,7 +97,7 @@ type Proxy struct {
 	opts Options
 	log  *slog.Logger
 	bufs sync.Pool // 32 KiB buffers JSON responses are relayed through
-	sse  sync.Pool // 8 KiB buffers for streams: events are small and streams are long-lived
+	sse  sync.Pool // 4 KiB buffers for streams: events are small and streams are long-lived
 }
 
 // New returns a Proxy.
@@ -107,7 +111,7 @@ func New(opts Options) *Proxy {
 	}
 	p := &Proxy{opts: opts, log: log}
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
-	p.sse.New = func() any { b := make([]byte, 8<<10); return &b }
+	p.sse.New = func() any { b := make([]byte, 4<<10); return &b }
 	return p
 }
 
@@ -203,8 +207,9 @@ func isEventStream(ct string) bool {
 }
 
 // relayStream copies an SSE body, flushing after every read so each event
-// reaches the client as soon as it arrives.
-func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, res *Result, capture int) {
+// reaches the client as soon as it arrives, with pings while the upstream
+// is silent.
+func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.ReadCloser, res *Result, capture int) {
 	tap := anthropic.NewSSETap()
 	if capture > 0 {
 		tap.CaptureContent(capture)
@@ -216,6 +221,15 @@ func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http
 			}{blocks, truncated})
 		}()
 	}
+	write := func(b []byte, _ bool) error { return p.write(w, rc, b) }
+	pingErr := func() error { return nil }
+	if p.opts.KeepAlive >= 0 {
+		// A failed ping means the client is gone: closing the upstream body
+		// ends the read the relay is blocked in.
+		pinger := NewPinger(p.opts.KeepAlive, func(b []byte) error { return p.write(w, rc, b) }, func() { body.Close() })
+		defer pinger.Stop()
+		write, pingErr = pinger.Write, pinger.Err
+	}
 	bp := p.sse.Get().(*[]byte)
 	defer p.sse.Put(bp)
 	buf := *bp
@@ -225,20 +239,19 @@ func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http
 		if n > 0 {
 			chunk := buf[:n]
 			tap.Write(chunk)
-			if werr == nil {
-				werr = p.write(w, rc, chunk)
-			}
-			if werr != nil {
+			if werr = write(chunk, tap.AtEventBoundary()); werr != nil {
 				break // the client is gone: stop reading, which cancels the upstream
 			}
 		}
 		if rerr != nil {
-			if !errors.Is(rerr, io.EOF) && werr == nil && ctx.Err() == nil {
-				p.log.Warn("upstream stream broke", slog.String("upstream", res.Served.Upstream), slog.String("cause", rerr.Error()))
-				if tap.AtEventBoundary() {
-					_ = p.write(w, rc, []byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"The connection to the model provider was lost mid-response. Please retry.\"}}\n\n"))
+			if !errors.Is(rerr, io.EOF) && ctx.Err() == nil {
+				if werr = pingErr(); werr == nil { // a failed ping closed the body: the client is gone
+					p.log.Warn("upstream stream broke", slog.String("upstream", res.Served.Upstream), slog.String("cause", rerr.Error()))
+					if tap.AtEventBoundary() {
+						_ = write([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"The connection to the model provider was lost mid-response. Please retry.\"}}\n\n"), true)
+					}
+					res.Reason = "upstream_stream_broken"
 				}
-				res.Reason = "upstream_stream_broken"
 			}
 			break
 		}

@@ -64,32 +64,3 @@ func BenchmarkSend(b *testing.B) {
 		}
 	})
 }
-
-type chunkReader struct {
-	chunk []byte
-	n     int
-}
-
-func (c *chunkReader) Read(p []byte) (int, error) {
-	if c.n == 0 {
-		return 0, io.EOF
-	}
-	c.n--
-	return copy(p, c.chunk), nil
-}
-func (c *chunkReader) Close() error { return nil }
-
-func BenchmarkKeepAlive(b *testing.B) {
-	ev := []byte("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n")
-	b.SetBytes(int64(len(ev)) * 1000)
-	buf := make([]byte, 32<<10)
-	for b.Loop() {
-		k := upstream.NewKeepAlive(&chunkReader{chunk: ev, n: 1000}, 0)
-		for {
-			if _, err := k.Read(buf); err != nil {
-				break
-			}
-		}
-		k.Close()
-	}
-}

@@ -17,13 +17,10 @@ import (
 // Dispatcher implements proxy.Dispatcher on a Router: it routes by the
 // request's model and affinity key, builds each attempt's request (fixed
 // URL, allowlisted headers via proxy.OutboundHeader, body with only the
-// model value replaced), sends it with failover, and wraps SSE bodies in a
-// KeepAlive.
+// model value replaced) and sends it with failover. (Keep-alive pings on
+// silent streams are the proxy's: proxy.Options.KeepAlive.)
 type Dispatcher struct {
 	Router *Router
-	// KeepAlive is how long an SSE stream may be silent before a ping is
-	// injected. Zero: DefaultKeepAliveInterval (15s). Negative: off.
-	KeepAlive time.Duration
 }
 
 var _ proxy.Dispatcher = (*Dispatcher)(nil)
@@ -69,9 +66,6 @@ func (d *Dispatcher) Dispatch(ctx context.Context, out proxy.Outbound) (*http.Re
 			return nil, served, &proxy.UpstreamError{Kind: "credential", Served: served, Err: err}
 		}
 		return nil, served, &proxy.UpstreamError{Kind: "unreachable", Served: served, Err: err}
-	}
-	if d.KeepAlive >= 0 && IsEventStream(resp) {
-		resp.Body = NewKeepAlive(resp.Body, d.KeepAlive)
 	}
 	return resp, served, nil
 }

@@ -31,7 +31,7 @@ func TestDispatcherWithProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := proxy.New(proxy.Options{Dispatcher: &upstream.Dispatcher{Router: rt, KeepAlive: 50 * time.Millisecond}})
+	p := proxy.New(proxy.Options{Dispatcher: &upstream.Dispatcher{Router: rt}, KeepAlive: 50 * time.Millisecond})
 	results := make(chan proxy.Result, 10)
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -95,7 +95,7 @@ func TestDispatcherWithProxy(t *testing.T) {
 	if res.Served.Upstream != "east" || len(res.Served.Failed) != 0 {
 		t.Errorf("served = %+v", res.Served)
 	}
-	iPing, iDelta, iStop := strings.Index(body, upstream.PingEvent), strings.Index(body, "content_block_delta"), strings.Index(body, "message_stop")
+	iPing, iDelta, iStop := strings.Index(body, proxy.PingEvent), strings.Index(body, "content_block_delta"), strings.Index(body, "message_stop")
 	if iPing < iDelta || iStop < iPing || iDelta < 0 {
 		t.Errorf("want delta, ping, stop in order: %q", body)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/anthropic"
+	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/upstream"
 )
 
@@ -189,20 +191,29 @@ func gateway(t *testing.T, rt *upstream.Router, keepAlive time.Duration) *httpte
 			w.Header()[k] = v
 		}
 		w.WriteHeader(resp.StatusCode)
-		var src io.ReadCloser = resp.Body
-		if upstream.IsEventStream(resp) {
-			src = upstream.NewKeepAlive(resp.Body, keepAlive)
-		}
-		defer src.Close()
-		buf := make([]byte, 32<<10)
+		defer resp.Body.Close()
 		rc := http.NewResponseController(w)
+		flushed := func(b []byte) error {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			return rc.Flush()
+		}
+		write := func(b []byte, _ bool) error { return flushed(b) }
+		tap := anthropic.NewSSETap()
+		if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			pinger := proxy.NewPinger(keepAlive, flushed, nil)
+			defer pinger.Stop()
+			write = pinger.Write
+		}
+		buf := make([]byte, 32<<10)
 		for {
-			n, err := src.Read(buf)
+			n, err := resp.Body.Read(buf)
 			if n > 0 {
-				if _, werr := w.Write(buf[:n]); werr != nil {
+				tap.Write(buf[:n])
+				if werr := write(buf[:n], tap.AtEventBoundary()); werr != nil {
 					return
 				}
-				_ = rc.Flush()
 			}
 			if err != nil {
 				return

@@ -4,8 +4,7 @@
 // (ordered or weighted, with rendezvous-hashing session affinity so Anthropic
 // prompt caching keeps hitting) and skips upstreams whose circuit breaker is
 // open or whose retry-after has not passed, and Send, which fails over
-// between routes before any response reaches the client. KeepAlive injects
-// SSE pings into silent streams.
+// between routes before any response reaches the client.
 //
 // It knows nothing of the configuration file: internal/cli maps the schema
 // onto TargetOptions and RouterOptions.
