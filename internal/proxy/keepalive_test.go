@@ -282,3 +282,18 @@ func FuzzPingPlacement(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPingerWrite is the keep-alive's cost on a busy stream: one
+// mutex and one clock read per relayed chunk.
+//
+//	go test ./internal/proxy -run '^$' -bench PingerWrite
+func BenchmarkPingerWrite(b *testing.B) {
+	ev := []byte("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n")
+	p := NewPinger(time.Hour, func([]byte) error { return nil }, nil)
+	defer p.Stop()
+	b.SetBytes(int64(len(ev)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = p.Write(ev, true)
+	}
+}
