@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	slowN := fs.Int("slow-streams", 1000, "concurrent slow streams to hold open through the gateway (0: skip)")
 	slowEvents := fs.Int("slow-events", 20, "events per slow stream")
 	slowEvery := fs.Duration("slow-interval", 500*time.Millisecond, "time between a slow stream's events")
+	memLimit := fs.String("gomemlimit", "", "run the gateway with this GOMEMLIMIT (e.g. 64MiB), as a container deployment sets it; empty: none")
 	debugListen := fs.String("debug-listen", "", "serve the gateway's /debug/pprof/ on this loopback address (profile it while the load runs)")
 	soak := fs.Duration("soak", 0, "run a constant streaming load this long and sample the gateway's RSS (e.g. 10m; 0: skip)")
 	if err := fs.Parse(args); err != nil {
@@ -173,7 +174,11 @@ log:
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			return nil, "", err
 		}
-		gw, err := startProcess(ctx, bin, []string{"serve", "--config", cfgPath}, []string{"BENCH_UPSTREAM_KEY=" + key})
+		env := []string{"BENCH_UPSTREAM_KEY=" + key}
+		if *memLimit != "" {
+			env = append(env, "GOMEMLIMIT="+*memLimit)
+		}
+		gw, err := startProcess(ctx, bin, []string{"serve", "--config", cfgPath}, env)
 		if err != nil {
 			return nil, "", fmt.Errorf("gateway: %w", err)
 		}

@@ -142,6 +142,12 @@ func NewTarget(o TargetOptions) (*Target, error) {
 		// The caller forwards the client's body and reads the upstream's
 		// bytes untouched; never negotiate compression behind its back.
 		DisableCompression: true,
+		// Each HTTP/1.1 connection keeps these for its lifetime, and a
+		// long stream holds one connection: 2 KiB each instead of 4 halves
+		// that. Larger reads and writes (request bodies, JSON responses)
+		// bypass the buffers, so the cost is nil.
+		ReadBufferSize:  2 << 10,
+		WriteBufferSize: 2 << 10,
 		TLSClientConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			RootCAs:    o.RootCAs,
