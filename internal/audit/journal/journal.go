@@ -112,6 +112,7 @@ type Store struct {
 	closed  bool
 	fatal   error
 
+	firstSeg int64 // the first segment this process wrote
 	kick     chan struct{}
 	flushers int // Flush calls waiting: ingest without the finish window
 	// lastFinish maps a request id to the position of its newest queued
@@ -173,6 +174,7 @@ func Open(ctx context.Context, inner audit.Store, opts Options) (*Store, error) 
 	if err := s.openSegment(last + 1); err != nil {
 		return nil, err
 	}
+	s.firstSeg = s.seg
 	s.wg.Add(2)
 	go s.ingestLoop()
 	go s.syncLoop()
@@ -451,6 +453,7 @@ func (s *Store) ingestLoop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	stopping := false
+	removeFrom := s.firstSeg // segments before it went at replay
 	for {
 		s.mu.Lock()
 		n, wait := s.readyLocked(time.Now(), stopping || s.flushers > 0)
@@ -530,10 +533,10 @@ func (s *Store) ingestLoop() {
 				s.log.Warn("audit journal: recording progress failed (entries may be replayed twice)", slog.String("cause", err.Error()))
 			}
 		}
-		for n := lastE.seg - 1; n >= 0 && n < cur; n-- {
-			if err := os.Remove(s.segPath(n)); err != nil {
-				break
-			}
+		// Segments wholly ingested are removed once, when ingestion moves
+		// past them.
+		for ; removeFrom < lastE.seg && removeFrom < cur; removeFrom++ {
+			_ = os.Remove(s.segPath(removeFrom))
 		}
 	}
 }
