@@ -396,15 +396,11 @@ func (s *Store) List(ctx context.Context, f audit.Filter) ([]audit.Record, error
 		return nil, fmt.Errorf("audit postgres: list: %w", err)
 	}
 	defer rows.Close()
-	var out []audit.Record
-	for rows.Next() {
-		r, err := sqlrow.Scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("audit postgres: list: %w", err)
-		}
-		out = append(out, r)
+	out, err := sqlrow.AllRecords(rows)
+	if err != nil {
+		return nil, fmt.Errorf("audit postgres: list: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Recover marks records left begun by instance (all instances when empty
@@ -428,17 +424,9 @@ func (s *Store) Recover(ctx context.Context, instance string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("audit postgres: recover: %w", err)
 	}
-	var done []audit.Record
-	for rows.Next() {
-		r, err := sqlrow.Scan(rows)
-		if err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("audit postgres: recover: %w", err)
-		}
-		done = append(done, r)
-	}
+	done, err := sqlrow.AllRecords(rows)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return 0, fmt.Errorf("audit postgres: recover: %w", err)
 	}
 	if len(done) == 0 {
@@ -637,16 +625,9 @@ func (s *Store) VerifyAnchored(ctx context.Context, pub ed25519.PublicKey, ancho
 	if err != nil {
 		return nil, fmt.Errorf("audit postgres: verify: %w", err)
 	}
-	for rows.Next() {
-		r, err := sqlrow.Scan(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("audit postgres: verify: %w", err)
-		}
-		v.Record(&r)
-	}
+	err = sqlrow.EachRecord(rows, v.Record)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("audit postgres: verify: %w", err)
 	}
 	rows, err = tx.Query(ctx, "SELECT "+sqlrow.ContentColumns+" FROM audit_content ORDER BY request_id")

@@ -491,15 +491,11 @@ func (s *Store) List(ctx context.Context, f audit.Filter) ([]audit.Record, error
 		return nil, fmt.Errorf("audit sqlite: list: %w", err)
 	}
 	defer rows.Close()
-	var out []audit.Record
-	for rows.Next() {
-		r, err := sqlrow.Scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("audit sqlite: list: %w", err)
-		}
-		out = append(out, r)
+	out, err := sqlrow.AllRecords(rows)
+	if err != nil {
+		return nil, fmt.Errorf("audit sqlite: list: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Recover marks records left begun (by instance, or by anyone when
@@ -516,17 +512,9 @@ func (s *Store) Recover(ctx context.Context, instance string) (n int, err error)
 	if err != nil {
 		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
 	}
-	var open []audit.Record
-	for rows.Next() {
-		r, err := sqlrow.Scan(rows)
-		if err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("audit sqlite: recover: %w", err)
-		}
-		open = append(open, r)
-	}
+	open, err := sqlrow.AllRecords(rows)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return 0, fmt.Errorf("audit sqlite: recover: %w", err)
 	}
 	if len(open) == 0 {
@@ -623,14 +611,7 @@ func (s *Store) VerifyAnchored(ctx context.Context, pub ed25519.PublicKey, ancho
 		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		r, err := sqlrow.Scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("audit sqlite: verify: %w", err)
-		}
-		v.Record(&r)
-	}
-	if err := rows.Err(); err != nil {
+	if err := sqlrow.EachRecord(rows, v.Record); err != nil {
 		return nil, fmt.Errorf("audit sqlite: verify: %w", err)
 	}
 	rows.Close()

@@ -60,6 +60,34 @@ func splitList(s string) []string {
 // Scanner is *sql.Rows or pgx.Rows.
 type Scanner interface{ Scan(dest ...any) error }
 
+// Rows is the part of a result set both drivers offer (database/sql's
+// *Rows and pgx's Rows).
+type Rows interface {
+	Scanner
+	Next() bool
+	Err() error
+}
+
+// EachRecord scans every remaining row of rows as a record and passes it
+// to fn. The caller closes rows.
+func EachRecord(rows Rows, fn func(*audit.Record)) error {
+	for rows.Next() {
+		r, err := Scan(rows)
+		if err != nil {
+			return err
+		}
+		fn(&r)
+	}
+	return rows.Err()
+}
+
+// AllRecords scans every remaining row of rows. The caller closes rows.
+func AllRecords(rows Rows) ([]audit.Record, error) {
+	var out []audit.Record
+	err := EachRecord(rows, func(r *audit.Record) { out = append(out, *r) })
+	return out, err
+}
+
 // Scan reads "seq, Columns..." into a Record.
 func Scan(s Scanner) (audit.Record, error) {
 	var r audit.Record
