@@ -152,25 +152,9 @@ func (s *Server) setDevice(userCode string, st deviceStatus, u User) {
 // serveDeviceCode is POST /{tid}/oauth2/v2.0/devicecode.
 func (s *Server) serveDeviceCode(w http.ResponseWriter, r *http.Request, tid string) {
 	s.device.codeRequests.Add(1)
-	if r.Method != http.MethodPost {
-		entraError(w, http.StatusMethodNotAllowed, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a "+r.Method+" request.")
+	f, ok := entraForm(w, r, "client_id", "scope")
+	if !ok {
 		return
-	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		entraError(w, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if err := r.ParseForm(); err != nil {
-		entraError(w, http.StatusBadRequest, "invalid_request", 90014, "The request body is malformed.")
-		return
-	}
-	f := r.PostForm
-	for _, p := range []string{"client_id", "scope"} {
-		if f.Get(p) == "" {
-			entraError(w, http.StatusBadRequest, "invalid_request", 900144, fmt.Sprintf("The request body must contain the following parameter: '%s'.", p))
-			return
-		}
 	}
 	clientID, scope := f.Get("client_id"), f.Get("scope")
 	if _, ok := s.findClient(clientID); !ok {

@@ -232,25 +232,9 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request, tid stri
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tid string) {
 	s.login.tokenRequests.Add(1)
-	if r.Method != http.MethodPost {
-		entraError(w, http.StatusMethodNotAllowed, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a GET request.")
+	f, ok := entraForm(w, r, "grant_type", "client_id")
+	if !ok {
 		return
-	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		entraError(w, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if err := r.ParseForm(); err != nil {
-		entraError(w, http.StatusBadRequest, "invalid_request", 90014, "The request body is malformed.")
-		return
-	}
-	f := r.PostForm
-	for _, p := range []string{"grant_type", "client_id"} {
-		if f.Get(p) == "" {
-			entraError(w, http.StatusBadRequest, "invalid_request", 900144, fmt.Sprintf("The request body must contain the following parameter: '%s'.", p))
-			return
-		}
 	}
 	clientID := f.Get("client_id")
 	if _, ok := s.findClient(clientID); !ok {
@@ -466,4 +450,31 @@ func (s *Server) issue(w http.ResponseWriter, tid, clientID, scope, nonce string
 	w.Header().Set("Cache-Control", "no-store, no-cache")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// entraForm reads a token-style endpoint's form as Entra does: POST only,
+// form-encoded, at most 1 MiB, the required parameters present (the first
+// is the one named when the body is not a form). It answers the error
+// itself and reports false when there is one.
+func entraForm(w http.ResponseWriter, r *http.Request, required ...string) (url.Values, bool) {
+	if r.Method != http.MethodPost {
+		entraError(w, http.StatusMethodNotAllowed, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a "+r.Method+" request.")
+		return nil, false
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		entraError(w, http.StatusBadRequest, "invalid_request", 900144, fmt.Sprintf("The request body must contain the following parameter: '%s'.", required[0]))
+		return nil, false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if err := r.ParseForm(); err != nil {
+		entraError(w, http.StatusBadRequest, "invalid_request", 90014, "The request body is malformed.")
+		return nil, false
+	}
+	for _, p := range required {
+		if r.PostForm.Get(p) == "" {
+			entraError(w, http.StatusBadRequest, "invalid_request", 900144, fmt.Sprintf("The request body must contain the following parameter: '%s'.", p))
+			return nil, false
+		}
+	}
+	return r.PostForm, true
 }
