@@ -37,13 +37,20 @@ func golden(t *testing.T, name, got string) {
 func TestMetricsExposition(t *testing.T) {
 	h := startGateway(t, harnessOptions{})
 	ada := h.token(userAda)
-	for i := 0; i < 3; i++ {
-		h.post("/v1/messages", ada, okBody, nil).Body.Close()
+	// Each response is read to its end: a client that hangs up early is a
+	// different, interrupted request with whatever usage it saw.
+	post := func(token, body string) {
+		resp := h.post("/v1/messages", token, body, nil)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
-	h.post("/v1/messages", ada, `{"model":"claude-haiku-4-5","stream":true,"max_tokens":5,"messages":[]}`, nil).Body.Close()
-	h.post("/v1/messages", "", okBody, nil).Body.Close()
-	h.post("/v1/messages", h.token(userNoRole), okBody, nil).Body.Close()
-	h.post("/v1/messages", ada, `{"model":"gpt-9","max_tokens":1}`, nil).Body.Close()
+	for i := 0; i < 3; i++ {
+		post(ada, okBody)
+	}
+	post(ada, `{"model":"claude-haiku-4-5","stream":true,"max_tokens":5,"messages":[]}`)
+	post("", okBody)
+	post(h.token(userNoRole), okBody)
+	post(ada, `{"model":"gpt-9","max_tokens":1}`)
 
 	resp, err := http.Get(h.base + "/metrics")
 	if err != nil {

@@ -43,7 +43,9 @@ func NewPinger(interval time.Duration, write func([]byte) error, onFail func()) 
 		interval = DefaultKeepAlive
 	}
 	p := &Pinger{write: write, onFail: onFail, interval: interval, last: time.Now(), boundary: true}
+	p.mu.Lock() // fire reads p.timer under mu
 	p.timer = time.AfterFunc(interval, p.fire)
+	p.mu.Unlock()
 	return p
 }
 

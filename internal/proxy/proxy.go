@@ -133,16 +133,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, out Outbound, wr
 	}
 
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		// Our credential, not the user's: never let clients re-authenticate
-		// in a loop over it, and never relay what the upstream said about it.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		p.log.Error("upstream rejected the gateway's credential",
-			slog.String("upstream", served.Upstream), slog.Int("upstream_status", resp.StatusCode),
-			slog.String("upstream_request_id", res.UpstreamRequestID))
-		res.Status, res.ErrorType, res.Reason = http.StatusBadGateway, anthropic.APIError, "upstream_credential_rejected"
-		writeErr(w, res.Status, res.ErrorType, "The gateway could not authenticate to the model provider. This is a gateway configuration problem, not your sign-in; please contact your administrator and quote the request id.")
-		res.FirstByte = time.Now()
-		return res
+		return p.credentialRejected(w, resp, res, writeErr)
 	}
 
 	copyResponseHeader(w.Header(), resp.Header)
@@ -159,6 +150,22 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, out Outbound, wr
 	} else {
 		p.relayJSON(ctx, w, rc, resp.Body, &res, out.CaptureContent)
 	}
+	return res
+}
+
+// credentialRejected answers an upstream 401/403. It is our credential, not
+// the user's: never let clients re-authenticate in a loop over it, and never
+// relay what the upstream said about it. (Its own function, like
+// dispatchFailed, so Forward's frame, which a stream holds for its life,
+// stays small.)
+func (p *Proxy) credentialRejected(w http.ResponseWriter, resp *http.Response, res Result, writeErr ErrorWriter) Result {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	p.log.Error("upstream rejected the gateway's credential",
+		slog.String("upstream", res.Served.Upstream), slog.Int("upstream_status", resp.StatusCode),
+		slog.String("upstream_request_id", res.UpstreamRequestID))
+	res.Status, res.ErrorType, res.Reason = http.StatusBadGateway, anthropic.APIError, "upstream_credential_rejected"
+	writeErr(w, res.Status, res.ErrorType, "The gateway could not authenticate to the model provider. This is a gateway configuration problem, not your sign-in; please contact your administrator and quote the request id.")
+	res.FirstByte = time.Now()
 	return res
 }
 

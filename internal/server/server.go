@@ -346,13 +346,38 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		span.End(telemetry.RequestOutcome{Status: rec.Status, ErrorType: rec.ErrorType, Reason: rec.Reason, Model: s.modelLabel(rec.Model)})
 	}()
 
+	a := s.admit(w, r, rec, rid, start)
+	if a == nil {
+		return // refused and recorded
+	}
+	s.forward(w, a, rec, rid, start)
+}
+
+// admitted is a request that passed every check and whose begin record is
+// durable: what forward needs. Keeping the checks in their own function
+// keeps their temporaries off the stack that a stream then holds for its
+// whole life.
+type admitted struct {
+	r    *http.Request // carries the request context with the principal
+	p    identity.Principal
+	body []byte
+	req  anthropic.Request
+	m    *Model
+	adm  Admission
+}
+
+// admit authenticates, reads and checks the body, applies the model list and
+// the policy, and writes the begin record. On any refusal it answers the
+// client, records the denial and returns nil.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, rec *audit.Record, rid string, start time.Time) *admitted {
+	ctx := r.Context()
 	p, denial := s.opts.Auth.Authenticate(ctx, r)
 	if denial != nil {
 		if p.Key != "" { // a verified but refused user (revoked) is named in the record
 			fillUser(rec, p)
 		}
 		s.deny(w, r, rec, denial, start)
-		return
+		return nil
 	}
 	fillUser(rec, p)
 	ctx = identity.NewContext(ctx, p)
@@ -360,33 +385,33 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 
 	if r.ContentLength > s.opts.MaxBodyBytes {
 		s.deny(w, r, rec, tooLarge(s.opts.MaxBodyBytes), start)
-		return
+		return nil
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.deny(w, r, rec, tooLarge(s.opts.MaxBodyBytes), start)
-			return
+			return nil
 		}
 		s.deny(w, r, rec, &Denial{Status: http.StatusBadRequest, Reason: "body_read_failed", Message: "The request body could not be read completely.", Cause: err}, start)
-		return
+		return nil
 	}
 	req, err := anthropic.PeekRequest(body)
 	if err != nil {
 		s.deny(w, r, rec, &Denial{Status: http.StatusBadRequest, Reason: "invalid_body", Message: err.Error() + "."}, start)
-		return
+		return nil
 	}
 	rec.Model, rec.Stream = clean(req.Model, 128), req.Stream
 	if req.Model == "" {
 		s.deny(w, r, rec, &Denial{Status: http.StatusBadRequest, Reason: "missing_model", Message: "model: field required."}, start)
-		return
+		return nil
 	}
 	m, ok := s.models[req.Model]
 	if !ok {
 		s.deny(w, r, rec, &Denial{Status: http.StatusNotFound, Reason: "unknown_model",
 			Message: fmt.Sprintf("model: %s is not offered by this gateway. Available models: %s.", truncate(req.Model, 128), strings.Join(s.modelIDs(), ", "))}, start)
-		return
+		return nil
 	}
 	rec.Upstream, rec.UpstreamModel = m.Upstream, m.UpstreamModel
 
@@ -397,14 +422,14 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		if len(s.opts.Admit.AllowedModels(p, []string{m.ID})) == 0 {
 			s.deny(w, r, rec, &Denial{Status: http.StatusForbidden, ErrorType: anthropic.PermissionError, Reason: "limit_model",
 				Message: fmt.Sprintf("model: %s is not allowed for you by the gateway's policy.", m.ID)}, start)
-			return
+			return nil
 		}
 	} else if s.opts.Admit != nil {
 		var d *Denial
 		adm, d = s.opts.Admit.Admit(ctx, p, AdmitRequest{Model: m.ID, Upstream: m.Upstream, BodyBytes: int64(len(body)), MaxTokens: req.MaxTokens, Stream: req.Stream})
 		if d != nil {
 			s.deny(w, r, rec, d, start)
-			return
+			return nil
 		}
 		for k, vv := range adm.Headers() {
 			w.Header()[k] = vv
@@ -420,9 +445,17 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 		rec.Status, rec.ErrorType, rec.Reason = http.StatusServiceUnavailable, anthropic.APIError, "audit_unavailable" // Begin kept its own copy
 		s.log.ErrorContext(ctx, "audit store unavailable: refusing request", slog.String("request_id", rid), slog.String("cause", err.Error()))
 		anthropic.WriteError(w, http.StatusServiceUnavailable, anthropic.APIError, "The gateway cannot record requests right now, so it is not accepting them. Please retry shortly.", rid)
-		return
+		return nil
 	}
 
+	return &admitted{r: r, p: p, body: body, req: req, m: m, adm: adm}
+}
+
+// forward sends an admitted request upstream, relays the answer and
+// completes its record, usage settlement, capture and metrics.
+func (s *Server) forward(w http.ResponseWriter, a *admitted, rec *audit.Record, rid string, start time.Time) {
+	r, p, body, req, m, adm := a.r, a.p, a.body, a.req, a.m, a.adm
+	ctx := r.Context()
 	s.obs.InFlight(1)
 	defer s.obs.InFlight(-1)
 	forwardAt := s.now()
