@@ -404,9 +404,13 @@ func (s *Store) append(kind byte, recs []*audit.Record) error {
 			return err
 		}
 	}
-	select {
-	case s.kick <- struct{}{}:
-	default:
+	if len(s.queue) == len(ents) {
+		// The queue was empty, so the ingester may be waiting without a
+		// timer: wake it. Otherwise its timer is already set for the oldest.
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -544,8 +548,9 @@ func (s *Store) ingestLoop() {
 // readyLocked returns how many entries at the head of the queue are due
 // for ingestion (at most MaxBatch) and, when none is, how long until the
 // oldest will be (0: the queue is empty). Entries are due once they are
-// FinishWindow old, rounded up to IngestDelay so each transaction carries
-// a useful batch; force (Flush, Close) makes everything due.
+// FinishWindow old, and a batch starts only when its oldest entry is
+// FinishWindow+IngestDelay old, so each transaction carries a useful batch;
+// force (Flush, Close) makes everything due.
 func (s *Store) readyLocked(now time.Time, force bool) (int, time.Duration) {
 	if len(s.queue) == 0 {
 		return 0, 0
@@ -554,9 +559,12 @@ func (s *Store) readyLocked(now time.Time, force bool) (int, time.Duration) {
 	if force || s.opts.FinishWindow < 0 {
 		return max, 0
 	}
+	// The oldest entry waits the window plus IngestDelay, so a batch spans
+	// at least IngestDelay's worth of entries: small batches would rewrite
+	// the same partly filled pages in commit after commit.
 	cutoff := now.Add(-s.opts.FinishWindow)
-	if wait := s.queue[0].at.Sub(cutoff); wait > 0 {
-		return 0, wait + s.opts.IngestDelay
+	if wait := s.queue[0].at.Sub(cutoff.Add(-s.opts.IngestDelay)); wait > 0 {
+		return 0, wait
 	}
 	n := sort.Search(max, func(i int) bool { return s.queue[i].at.After(cutoff) })
 	return n, 0
