@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -28,6 +29,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := newLogger(e.stderr, cfg.Log)
+	if e.getenv("GOMEMLIMIT") == "" {
+		// In a container with a memory limit, collect harder as the limit
+		// nears instead of being OOM-killed mid-stream. GOMEMLIMIT, when
+		// set, is the operator's choice and wins.
+		if limit, path, ok := containerMemoryLimit(os.DirFS("/")); ok {
+			debug.SetMemoryLimit(softMemoryLimit(limit))
+			log.Info("memory limit set from the container's", slog.String("cgroup_file", path),
+				slog.Int64("container_bytes", limit), slog.Int64("go_soft_limit_bytes", softMemoryLimit(limit)))
+		}
+	}
 	return serve(ctx, cfg, e.getenv, log, serveOptions{configPath: *path})
 }
 
