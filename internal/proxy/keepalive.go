@@ -37,15 +37,18 @@ type Pinger struct {
 // NewPinger starts a Pinger over write (which writes and flushes to the
 // client). onFail, if set, runs once when a ping cannot be written, so the
 // caller can stop waiting on a silent upstream (for example by closing its
-// body). interval <= 0 means DefaultKeepAlive.
+// body). interval 0 means DefaultKeepAlive; a negative interval never pings
+// (the Pinger then only serialises writes and remembers a failure).
 func NewPinger(interval time.Duration, write func([]byte) error, onFail func()) *Pinger {
-	if interval <= 0 {
+	if interval == 0 {
 		interval = DefaultKeepAlive
 	}
 	p := &Pinger{write: write, onFail: onFail, interval: interval, last: time.Now(), boundary: true}
-	p.mu.Lock() // fire reads p.timer under mu
-	p.timer = time.AfterFunc(interval, p.fire)
-	p.mu.Unlock()
+	if interval > 0 {
+		p.mu.Lock() // fire reads p.timer under mu
+		p.timer = time.AfterFunc(interval, p.fire)
+		p.mu.Unlock()
+	}
 	return p
 }
 
@@ -112,7 +115,9 @@ func (p *Pinger) Stop() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopped = true
-	p.timer.Stop()
+	if p.timer != nil {
+		p.timer.Stop()
+	}
 	return p.pings
 }
 

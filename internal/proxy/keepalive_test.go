@@ -118,6 +118,22 @@ func TestPingerBusyStreamIsNotPinged(t *testing.T) {
 	}
 }
 
+// TestPingerOff: a negative interval never pings; writes pass through.
+func TestPingerOff(t *testing.T) {
+	s := newSink()
+	p := NewPinger(-1, s.write, nil)
+	if err := p.Write([]byte("data: x"), false); err != nil {
+		t.Fatal(err)
+	}
+	if w := s.next(t); w != "data: x" {
+		t.Fatalf("got %q", w)
+	}
+	s.quiet(t, 100*time.Millisecond)
+	if n := p.Stop(); n != 0 {
+		t.Fatalf("%d pings with keep-alive off", n)
+	}
+}
+
 // TestPingerFailedPing: a ping that cannot be written runs onFail once and
 // every later write reports the failure.
 func TestPingerFailedPing(t *testing.T) {

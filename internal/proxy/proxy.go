@@ -228,15 +228,10 @@ func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http
 			}{blocks, truncated})
 		}()
 	}
-	write := func(b []byte, _ bool) error { return p.write(w, rc, b) }
-	pingErr := func() error { return nil }
-	if p.opts.KeepAlive >= 0 {
-		// A failed ping means the client is gone: closing the upstream body
-		// ends the read the relay is blocked in.
-		pinger := NewPinger(p.opts.KeepAlive, func(b []byte) error { return p.write(w, rc, b) }, func() { body.Close() })
-		defer pinger.Stop()
-		write, pingErr = pinger.Write, pinger.Err
-	}
+	// A failed ping means the client is gone: closing the upstream body
+	// ends the read the relay is blocked in.
+	pinger := NewPinger(p.opts.KeepAlive, func(b []byte) error { return p.write(w, rc, b) }, func() { body.Close() })
+	defer pinger.Stop()
 	bp := p.sse.Get().(*[]byte)
 	defer p.sse.Put(bp)
 	buf := *bp
@@ -246,16 +241,16 @@ func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http
 		if n > 0 {
 			chunk := buf[:n]
 			tap.Write(chunk)
-			if werr = write(chunk, tap.AtEventBoundary()); werr != nil {
+			if werr = pinger.Write(chunk, tap.AtEventBoundary()); werr != nil {
 				break // the client is gone: stop reading, which cancels the upstream
 			}
 		}
 		if rerr != nil {
 			if !errors.Is(rerr, io.EOF) && ctx.Err() == nil {
-				if werr = pingErr(); werr == nil { // a failed ping closed the body: the client is gone
+				if werr = pinger.Err(); werr == nil { // a failed ping closed the body: the client is gone
 					p.log.Warn("upstream stream broke", slog.String("upstream", res.Served.Upstream), slog.String("cause", rerr.Error()))
 					if tap.AtEventBoundary() {
-						_ = write([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"The connection to the model provider was lost mid-response. Please retry.\"}}\n\n"), true)
+						_ = pinger.Write([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"The connection to the model provider was lost mid-response. Please retry.\"}}\n\n"), true)
 					}
 					res.Reason = "upstream_stream_broken"
 				}
