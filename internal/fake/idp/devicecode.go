@@ -331,16 +331,10 @@ func (s *Server) issueDevice(w http.ResponseWriter, tid, clientID, scope string,
 		case "openid":
 			out["id_token"] = s.Sign(tid, nil, s.Claims(tid, clientID, u, ttl))
 		case "offline_access":
-			rt := "1.A" + randomID(160)
-			s.login.mu.Lock()
-			s.login.refresh[rt] = &refreshGrant{tid: tid, clientID: clientID, scope: scope, user: u, issued: s.opts.Now()}
-			s.login.mu.Unlock()
-			out["refresh_token"] = rt
+			out["refresh_token"] = s.issueRefresh(tid, clientID, scope, u)
 		}
 	}
-	w.Header().Set("Cache-Control", "no-store, no-cache")
-	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, http.StatusOK, out)
+	writeTokens(w, out)
 }
 
 // GraphTokenScp mints a Microsoft Graph access token for u (delegated,

@@ -441,12 +441,22 @@ func (s *Server) issue(w http.ResponseWriter, tid, clientID, scope, nonce string
 		out["id_token"] = s.Sign(tid, nil, c)
 	}
 	if has("offline_access") {
-		rt := "1.A" + randomID(160)
-		s.login.mu.Lock()
-		s.login.refresh[rt] = &refreshGrant{tid: tid, clientID: clientID, scope: scope, user: u, issued: s.opts.Now()}
-		s.login.mu.Unlock()
-		out["refresh_token"] = rt
+		out["refresh_token"] = s.issueRefresh(tid, clientID, scope, u)
 	}
+	writeTokens(w, out)
+}
+
+// issueRefresh mints a refresh token for u and remembers its grant.
+func (s *Server) issueRefresh(tid, clientID, scope string, u User) string {
+	rt := "1.A" + randomID(160)
+	s.login.mu.Lock()
+	s.login.refresh[rt] = &refreshGrant{tid: tid, clientID: clientID, scope: scope, user: u, issued: s.opts.Now()}
+	s.login.mu.Unlock()
+	return rt
+}
+
+// writeTokens answers a token request as Entra does: 200, never cached.
+func writeTokens(w http.ResponseWriter, out map[string]any) {
 	w.Header().Set("Cache-Control", "no-store, no-cache")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, out)
