@@ -493,6 +493,9 @@ func (s *Store) ingestLoop() {
 			select {
 			case <-time.After(backoff):
 			case <-s.stop:
+				if stopping {
+					return // closing while the store still fails: entries stay journaled for replay
+				}
 				stopping = true
 			}
 			if backoff < 5*time.Second {
@@ -610,10 +613,11 @@ func (s *Store) applyLive(ctx context.Context, batch []entry, merged map[int]boo
 		switch {
 		case e.applied || merged[i]:
 		case e.kind == kindBegin:
-			r := e.rec
-			if f, ok := final[r.RequestID]; ok {
-				r = *f
+			if f, ok := final[e.rec.RequestID]; ok {
+				begins = append(begins, f) // already a copy, made by coalesceLocked
+				continue
 			}
+			r := e.rec // a copy: the store sets Seq, and the queue is shared
 			begins = append(begins, &r)
 		default:
 			r := e.rec
