@@ -34,9 +34,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		// nears instead of being OOM-killed mid-stream. GOMEMLIMIT, when
 		// set, is the operator's choice and wins.
 		if limit, path, ok := containerMemoryLimit(os.DirFS("/")); ok {
-			debug.SetMemoryLimit(softMemoryLimit(limit))
+			soft := softMemoryLimit(limit)
+			debug.SetMemoryLimit(soft)
 			log.Info("memory limit set from the container's", slog.String("cgroup_file", path),
-				slog.Int64("container_bytes", limit), slog.Int64("go_soft_limit_bytes", softMemoryLimit(limit)))
+				slog.Int64("container_bytes", limit), slog.Int64("go_soft_limit_bytes", soft))
 		}
 	}
 	return serve(ctx, cfg, e.getenv, log, serveOptions{configPath: *path})
