@@ -334,6 +334,11 @@ func checkURL(field, raw string) error {
 	if strings.ContainsAny(raw, " \t\r\n\"\\<>") {
 		return refuse(field, "must not contain spaces, quotes, backslashes or angle brackets")
 	}
+	if strings.IndexFunc(raw, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0 {
+		// Profiles are written as XML, registry files and JSON; a URL there
+		// is plain ASCII (international host names go in punycode).
+		return refuse(field, "must be plain ASCII (write an international host name as punycode, xn--...)")
+	}
 	switch u.Scheme {
 	case "https":
 	case "http":

@@ -370,6 +370,8 @@ func TestRefusals(t *testing.T) {
 		{"missing issuer", mod(func(o *Options) { o.Issuer = "" }), "issuer: is required"},
 		{"gateway password", mod(func(o *Options) { o.GatewayURL = "https://u:p@gw.example" }), "no secrets"},
 		{"gateway key query", mod(func(o *Options) { o.GatewayURL = "https://gw.example/?subscription-key=abc" }), "query"},
+		{"gateway not ascii", mod(func(o *Options) { o.GatewayURL = "https://\x9b" }), "plain ASCII"},
+		{"gateway unicode host", mod(func(o *Options) { o.GatewayURL = "https://gätehouse.example" }), "punycode"},
 		{"non-guid client", mod(func(o *Options) { o.ClientID = "claude" }), "GUID"},
 		{"client secret as id", mod(func(o *Options) { o.ClientID = "abC8Q~abcdefghijklmnopqrstuvwxyz0123456789" }), "secret"},
 		{"api key header", mod(func(o *Options) { o.CustomHeaders = map[string]string{"x-api-key": "k"} }), "credential"},
