@@ -205,8 +205,9 @@ func TestDoubleReplayIsIdempotent(t *testing.T) {
 		s1.Begin(context.Background(), []*audit.Record{rec(i, audit.StateBegun)})
 	}
 	s1.Flush(context.Background())
+	crash(s1)
 	os.Remove(filepath.Join(dir, "ingested")) // progress lost
-	// Abandon s1 (crash) and reopen over the same inner store.
+	// Reopen over the same inner store.
 	s2, err := Open(context.Background(), inner, Options{Dir: dir})
 	if err != nil {
 		t.Fatalf("replay over existing records: %v", err)
@@ -363,13 +364,7 @@ func TestReplayAfterEarlyAppliedFinish(t *testing.T) {
 	s.Begin(ctx, []*audit.Record{rec(1, audit.StateBegun)})
 	s.Finish(ctx, []*audit.Record{rec(1, audit.StateCompleted)})
 	inner.waitFor(t, "req-0001")
-	// Simulate a crash: stop the goroutines without draining or cleaning up.
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
-	s.wg.Wait()
-	s.f.Close()
+	crash(s)
 	if err := os.Remove(filepath.Join(dir, "ingested")); err != nil {
 		t.Fatal(err)
 	}
@@ -407,4 +402,15 @@ func TestIngestBatches(t *testing.T) {
 	if calls > 8 {
 		t.Fatalf("%d records reached the store in %d transactions", n, calls)
 	}
+}
+
+// crash stops s's goroutines without draining or cleaning up, as a killed
+// process would leave its directory (no stray marker write afterwards).
+func crash(s *Store) {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	s.f.Close()
 }
