@@ -258,7 +258,7 @@ log:
 	}
 	if *slowN > 0 {
 		fmt.Fprintf(stdout, "\n## %d concurrent slow streams (%d events, one every %s)\n\n", *slowN, *slowEvents, *slowEvery)
-		fmt.Fprintf(stdout, "| target | streams completed | largest gap between events | p99 gap | RSS max | wall time |\n|---|---|---|---|---|---|\n")
+		fmt.Fprintf(stdout, "| target | streams completed | largest gap between events | p99 gap | RSS max | of which file-backed | wall time |\n|---|---|---|---|---|---|---|\n")
 		// The floor first, in its own process in front of the slow stub.
 		bareSlow, bareSlowURL, err := startChild(ctx, self, []string{"-mode", "bare-proxy", "-upstream", slowStub.URL()}, nil, "BARE_URL=")
 		if err != nil {
@@ -275,7 +275,7 @@ log:
 		}
 		for _, row := range rows {
 			res := slowStreams(ctx, row.url, row.hdr, *slowN, row.pid)
-			fmt.Fprintf(stdout, "| %s | %d / %d | %s | %s | %.1f MB | %s |\n", row.name, res.completed, *slowN, res.maxGap.Round(time.Millisecond), res.p99Gap.Round(time.Millisecond), float64(res.rssMax)/(1<<20), res.wall.Round(time.Millisecond))
+			fmt.Fprintf(stdout, "| %s | %d / %d | %s | %s | %.1f MB | %.1f MB | %s |\n", row.name, res.completed, *slowN, res.maxGap.Round(time.Millisecond), res.p99Gap.Round(time.Millisecond), float64(res.rssMax)/(1<<20), float64(res.rssFile)/(1<<20), res.wall.Round(time.Millisecond))
 		}
 		bareSlow.stop()
 	}
@@ -294,6 +294,7 @@ type slowResult struct {
 	completed      int
 	maxGap, p99Gap time.Duration
 	rssMax         int64
+	rssFile        int64 // file-backed part of the sample that was rssMax
 	wall           time.Duration
 }
 
@@ -309,9 +310,9 @@ func slowStreams(ctx context.Context, base string, hdr http.Header, n, pid int) 
 	stop := make(chan struct{})
 	go func() {
 		for {
-			if r := rss(pid); r > res.rssMax {
+			if r, f := rssParts(pid); r > res.rssMax {
 				mu.Lock()
-				res.rssMax = r
+				res.rssMax, res.rssFile = r, f
 				mu.Unlock()
 			}
 			select {
@@ -576,20 +577,35 @@ func pct(d []time.Duration, p int) time.Duration {
 
 // rss returns the resident set size of pid in bytes (Linux).
 func rss(pid int) int64 {
+	total, _ := rssParts(pid)
+	return total
+}
+
+// rssParts returns the resident set size of pid and the part of it that
+// is file-backed: mostly the program's own code and tables, which the
+// kernel maps from the page cache (and shares) rather than allocates.
+func rssParts(pid int) (total, file int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				return kb << 10
-			}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmRSS" && k != "RssFile") {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) < 1 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[0], 10, 64)
+		if k == "VmRSS" {
+			total = kb << 10
+		} else {
+			file = kb << 10
 		}
 	}
-	return 0
+	return total, file
 }
 
 // bareProxy is the floor: the standard library's reverse proxy with no

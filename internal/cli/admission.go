@@ -20,19 +20,13 @@ type admitAdapter struct {
 	log *slog.Logger
 }
 
-func (a admitAdapter) Admit(ctx context.Context, p identity.Principal, req server.AdmitRequest) (server.Admission, *server.Denial) {
+func (a *admitAdapter) Admit(ctx context.Context, p identity.Principal, req server.AdmitRequest) (server.Admission, *server.Denial) {
 	r, err := a.e.Admit(ctx, p, limits.Request{
 		Model: req.Model, Upstream: req.Upstream, MaxTokens: req.MaxTokens, Stream: req.Stream,
 		EstimatedInputTokens: limits.EstimateInputTokens(req.BodyBytes),
 	})
 	if err != nil {
-		var d *limits.Denial
-		if !errors.As(err, &d) {
-			return nil, &server.Denial{Status: http.StatusServiceUnavailable, ErrorType: anthropic.APIError, Reason: "limits_unavailable",
-				Message: "The gateway cannot check usage limits right now. Please retry shortly.", Cause: err}
-		}
-		a.m.LimitDenial(d.Rule, d.Policy, "enforce")
-		return nil, &server.Denial{Status: d.Status, ErrorType: d.ErrorType, Reason: "limit_" + d.Rule, Message: d.Message, Header: d.Headers, Policy: d.Policy}
+		return nil, a.denial(err)
 	}
 	if sd := r.ShadowDenial(); sd != nil {
 		a.m.LimitDenial(sd.Rule, sd.Policy, "shadow")
@@ -40,7 +34,19 @@ func (a admitAdapter) Admit(ctx context.Context, p identity.Principal, req serve
 	return r, nil
 }
 
-func (a admitAdapter) AllowedModels(p identity.Principal, all []string) []string {
+// denial turns the engine's refusal into the server's (out of Admit so the
+// path every request takes keeps small frames: see proxy.Exchange).
+func (a *admitAdapter) denial(err error) *server.Denial {
+	var d *limits.Denial
+	if !errors.As(err, &d) {
+		return &server.Denial{Status: http.StatusServiceUnavailable, ErrorType: anthropic.APIError, Reason: "limits_unavailable",
+			Message: "The gateway cannot check usage limits right now. Please retry shortly.", Cause: err}
+	}
+	a.m.LimitDenial(d.Rule, d.Policy, "enforce")
+	return &server.Denial{Status: d.Status, ErrorType: d.ErrorType, Reason: "limit_" + d.Rule, Message: d.Message, Header: d.Headers, Policy: d.Policy}
+}
+
+func (a *admitAdapter) AllowedModels(p identity.Principal, all []string) []string {
 	return a.e.AllowedModels(p, all)
 }
 

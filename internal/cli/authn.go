@@ -21,11 +21,18 @@ type authAdapter struct {
 	closeRevocations func() error // stops the revocation snapshot, closes the state store
 }
 
-func (ad authAdapter) Authenticate(ctx context.Context, r *http.Request) (identity.Principal, *server.Denial) {
+func (ad *authAdapter) Authenticate(ctx context.Context, r *http.Request) (identity.Principal, *server.Denial) {
 	p, err := ad.a.Authenticate(ctx, r)
-	if err == nil {
-		return p, nil
+	if err != nil {
+		return authDenial(err)
 	}
+	return p, nil
+}
+
+// authDenial turns authn's error into the server's denial. (Out of
+// Authenticate, a pointer method, so the path every request takes keeps
+// small frames: see proxy.Exchange.)
+func authDenial(err error) (identity.Principal, *server.Denial) {
 	var ae *authn.Error
 	if !errors.As(err, &ae) {
 		return identity.Principal{}, &server.Denial{Status: http.StatusUnauthorized, ErrorType: anthropic.AuthenticationError,

@@ -238,7 +238,7 @@ func (g *gateway) buildGeneration(ctx context.Context, cfg *config.Config, prev 
 		})
 	}
 	gen.handler = server.New(server.Options{
-		Auth:               auth,
+		Auth:               &gen.auth,
 		Audit:              g.recorder,
 		Forward:            fwd,
 		Models:             models,
@@ -247,7 +247,7 @@ func (g *gateway) buildGeneration(ctx context.Context, cfg *config.Config, prev 
 		Logger:             log,
 		Observer:           g.metrics,
 		Metrics:            metricsHandler,
-		Admit:              admitAdapter{e: gen.gov.Engine, m: g.metrics, log: log},
+		Admit:              &admitAdapter{e: gen.gov.Engine, m: g.metrics, log: log},
 		Tracer:             tracer,
 		Instance:           g.instance,
 		Capture:            g.capture,

@@ -58,12 +58,17 @@ func (p Principal) Display() string {
 type ctxKey struct{}
 
 // NewContext returns a copy of ctx carrying p.
-func NewContext(ctx context.Context, p Principal) context.Context {
+//
+// The context keeps p itself, not a copy: nothing may change *p afterwards.
+func NewContext(ctx context.Context, p *Principal) context.Context {
 	return context.WithValue(ctx, ctxKey{}, p)
 }
 
 // FromContext returns the Principal stored in ctx, if any.
 func FromContext(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(ctxKey{}).(Principal)
-	return p, ok
+	p, ok := ctx.Value(ctxKey{}).(*Principal)
+	if !ok {
+		return Principal{}, false
+	}
+	return *p, true
 }

@@ -309,8 +309,11 @@ func (e *Engine) Admit(ctx context.Context, p identity.Principal, req Request) (
 	r.holdNano = e.prices.MaxCost(req.Model, req.Upstream, in, out)
 	r.id = e.idPrefix + "-" + strconv.FormatUint(e.idSeq.Add(1), 36)
 
-	n := 5 * (1 + len(eff.Groups))
-	r.ops, r.counters = make([]Op, 0, n), make([]counter, 0, n)
+	n := limitCount(eff.Limits)
+	for _, g := range eff.Groups {
+		n += limitCount(g.Limits)
+	}
+	r.ops, r.counters = make([]Op, 0, n), make([]counter, 0, n) // held for the request's life: no spare capacity
 	failOpen := true
 	e.addScope(r, now, "user", eff.Name, "", "u:"+HashKey(p.Key), eff.Limits, eff.Shadow)
 	if len(r.ops) > 0 && !eff.FailOpen {
@@ -423,6 +426,17 @@ func (e *Engine) CounterKey(scope, id, rule string, at time.Time) string {
 		return base + "conc"
 	}
 	return ""
+}
+
+// limitCount is how many ops addScope adds for l.
+func limitCount(l policy.Limits) int {
+	n := 0
+	for _, v := range []int64{l.RequestsPerMinute, l.TokensPerMinute, l.TokensPerDay, int64(pricing.FromUSD(l.USDPerMonth)), l.ConcurrentStreams} {
+		if v > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 func (e *Engine) addScope(r *Reservation, now time.Time, scope, name, group, id string, l policy.Limits, soft bool) {

@@ -118,39 +118,86 @@ func New(opts Options) *Proxy {
 // ErrorWriter writes a gateway-generated error in the Anthropic envelope.
 type ErrorWriter func(w http.ResponseWriter, status int, errType, message string)
 
-// Forward sends out upstream and relays the answer to w.
+// Forward sends out upstream and relays the answer to w: Start then Relay.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, out Outbound, writeErr ErrorWriter) Result {
-	ctx := r.Context()
-	resp, served, err := p.opts.Dispatcher.Dispatch(ctx, out)
-	res := Result{Served: served}
+	return *p.Start(w, r, out, writeErr).Relay()
+}
+
+// Exchange is a forwarded request whose response head has been written to
+// the client and whose body is still to be relayed.
+//
+// Start and Relay are separate so that a caller can relay from a shallow
+// frame: the goroutine serving a stream keeps its stack for the stream's
+// whole life, and Go shrinks a stack only while it uses under a quarter of
+// it. Everything Relay needs lives here, on the heap, so the frames under
+// the read a stream waits in stay small (see docs/benchmarks.md, memory).
+type Exchange struct {
+	p         *Proxy
+	ctx       context.Context
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	body      io.ReadCloser // nil: nothing to relay (the client has its answer)
+	streaming bool
+	capture   int
+	res       Result
+
+	// stream state
+	tap    *anthropic.SSETap
+	pinger *Pinger
+	buf    *[]byte
+	werr   error
+}
+
+// Start sends out upstream and writes the response status and headers to
+// w (or, when no upstream answered usably, a complete error). It never
+// returns nil; call Relay exactly once.
+func (p *Proxy) Start(w http.ResponseWriter, r *http.Request, out Outbound, writeErr ErrorWriter) *Exchange {
+	x := &Exchange{p: p, ctx: r.Context(), w: w, capture: out.CaptureContent}
+	var resp *http.Response
+	var err error
+	resp, x.res.Served, err = p.opts.Dispatcher.Dispatch(x.ctx, out)
 	if err != nil {
-		return p.dispatchFailed(ctx, w, err, res, writeErr)
+		p.dispatchFailed(x.ctx, w, err, &x.res, writeErr)
+		return x
 	}
-	defer resp.Body.Close()
-	res.UpstreamRequestID = resp.Header.Get("request-id")
-	if res.UpstreamRequestID == "" {
-		res.UpstreamRequestID = resp.Header.Get("apim-request-id")
+	x.res.UpstreamRequestID = resp.Header.Get("request-id")
+	if x.res.UpstreamRequestID == "" {
+		x.res.UpstreamRequestID = resp.Header.Get("apim-request-id")
 	}
 
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return p.credentialRejected(w, resp, res, writeErr)
+		p.credentialRejected(w, resp, &x.res, writeErr)
+		resp.Body.Close()
+		return x
 	}
 
 	copyResponseHeader(w.Header(), resp.Header)
-	res.Status = resp.StatusCode
-	streaming := isEventStream(resp.Header.Get("Content-Type"))
-	if streaming {
+	x.res.Status = resp.StatusCode
+	x.streaming = isEventStream(resp.Header.Get("Content-Type"))
+	if x.streaming {
 		w.Header().Del("Content-Length")
 	}
 	w.WriteHeader(resp.StatusCode)
-	res.FirstByte = time.Now()
-	rc := http.NewResponseController(w)
-	if streaming {
-		p.relayStream(ctx, w, rc, resp.Body, &res, out.CaptureContent)
-	} else {
-		p.relayJSON(ctx, w, rc, resp.Body, &res, out.CaptureContent)
+	x.res.FirstByte = time.Now()
+	x.rc = http.NewResponseController(w)
+	x.body = resp.Body
+	return x
+}
+
+// Relay copies the response body to the client, closes it and returns what
+// happened. Without a body (Start already answered) it returns at once.
+func (x *Exchange) Relay() *Result {
+	if x.body == nil {
+		return &x.res
 	}
-	return res
+	if x.streaming {
+		x.relayStream()
+	} else {
+		x.p.relayJSON(x.ctx, x.w, x.rc, x.body, &x.res, x.capture)
+	}
+	x.body.Close()
+	x.body = nil
+	return &x.res
 }
 
 // credentialRejected answers an upstream 401/403. It is our credential, not
@@ -158,7 +205,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, out Outbound, wr
 // relay what the upstream said about it. (Its own function, like
 // dispatchFailed, so Forward's frame, which a stream holds for its life,
 // stays small.)
-func (p *Proxy) credentialRejected(w http.ResponseWriter, resp *http.Response, res Result, writeErr ErrorWriter) Result {
+func (p *Proxy) credentialRejected(w http.ResponseWriter, resp *http.Response, res *Result, writeErr ErrorWriter) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	p.log.Error("upstream rejected the gateway's credential",
 		slog.String("upstream", res.Served.Upstream), slog.Int("upstream_status", resp.StatusCode),
@@ -166,10 +213,9 @@ func (p *Proxy) credentialRejected(w http.ResponseWriter, resp *http.Response, r
 	res.Status, res.ErrorType, res.Reason = http.StatusBadGateway, anthropic.APIError, "upstream_credential_rejected"
 	writeErr(w, res.Status, res.ErrorType, "The gateway could not authenticate to the model provider. This is a gateway configuration problem, not your sign-in; please contact your administrator and quote the request id.")
 	res.FirstByte = time.Now()
-	return res
 }
 
-func (p *Proxy) dispatchFailed(ctx context.Context, w http.ResponseWriter, err error, res Result, writeErr ErrorWriter) Result {
+func (p *Proxy) dispatchFailed(ctx context.Context, w http.ResponseWriter, err error, res *Result, writeErr ErrorWriter) {
 	var ue *UpstreamError
 	kind := "unreachable"
 	if errors.As(err, &ue) {
@@ -181,7 +227,7 @@ func (p *Proxy) dispatchFailed(ctx context.Context, w http.ResponseWriter, err e
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
 		// The client went away before the upstream answered.
 		res.Status, res.Reason, res.Interrupted = 499, "client_closed", true
-		return res
+		return
 	}
 	p.log.Error("upstream request failed", slog.String("kind", kind), slog.String("upstream", res.Served.Upstream),
 		slog.Any("failed", res.Served.Failed), slog.String("cause", err.Error()))
@@ -197,7 +243,6 @@ func (p *Proxy) dispatchFailed(ctx context.Context, w http.ResponseWriter, err e
 		writeErr(w, res.Status, res.ErrorType, "The gateway could not reach the model provider. Please retry; if it persists, contact your administrator and quote the request id.")
 	}
 	res.FirstByte = time.Now()
-	return res
 }
 
 func isTimeout(err error) bool {
@@ -215,49 +260,63 @@ func isEventStream(ct string) bool {
 
 // relayStream copies an SSE body, flushing after every read so each event
 // reaches the client as soon as it arrives, with pings while the upstream
-// is silent.
-func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.ReadCloser, res *Result, capture int) {
-	tap := anthropic.NewSSETap()
-	if capture > 0 {
-		tap.CaptureContent(capture)
-		defer func() {
-			blocks, truncated := tap.Content()
-			res.Captured, _ = json.Marshal(struct {
-				Content   []anthropic.ContentBlock `json:"content"`
-				Truncated bool                     `json:"truncated,omitempty"`
-			}{blocks, truncated})
-		}()
-	}
-	// A failed ping means the client is gone: closing the upstream body
-	// ends the read the relay is blocked in.
-	pinger := NewPinger(p.opts.KeepAlive, func(b []byte) error { return p.write(w, rc, b) }, func() { body.Close() })
-	defer pinger.Stop()
-	bp := p.sse.Get().(*[]byte)
-	defer p.sse.Put(bp)
-	buf := *bp
-	var werr error
+// is silent. Its loop keeps no state on the stack: a stream waits in
+// body.Read for most of its life (see Exchange).
+func (x *Exchange) relayStream() {
+	x.startStream()
 	for {
-		n, rerr := body.Read(buf)
-		if n > 0 {
-			chunk := buf[:n]
-			tap.Write(chunk)
-			if werr = pinger.Write(chunk, tap.AtEventBoundary()); werr != nil {
-				break // the client is gone: stop reading, which cancels the upstream
-			}
+		n, err := x.body.Read(*x.buf)
+		if n > 0 && !x.relayChunk(n) {
+			break // the client is gone: stop reading, which cancels the upstream
 		}
-		if rerr != nil {
-			if !errors.Is(rerr, io.EOF) && ctx.Err() == nil {
-				if werr = pinger.Err(); werr == nil { // a failed ping closed the body: the client is gone
-					p.log.Warn("upstream stream broke", slog.String("upstream", res.Served.Upstream), slog.String("cause", rerr.Error()))
-					if tap.AtEventBoundary() {
-						_ = pinger.Write([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"The connection to the model provider was lost mid-response. Please retry.\"}}\n\n"), true)
-					}
-					res.Reason = "upstream_stream_broken"
-				}
-			}
+		if err != nil {
+			x.streamReadFailed(err)
 			break
 		}
 	}
+	x.endStream()
+}
+
+func (x *Exchange) startStream() {
+	x.tap = anthropic.NewSSETap()
+	if x.capture > 0 {
+		x.tap.CaptureContent(x.capture)
+	}
+	// A failed ping means the client is gone: closing the upstream body
+	// ends the read the relay is blocked in.
+	body := x.body
+	x.pinger = NewPinger(x.p.opts.KeepAlive, func(b []byte) error { return x.p.write(x.w, x.rc, b) }, func() { body.Close() })
+	x.buf = x.p.sse.Get().(*[]byte)
+}
+
+// relayChunk passes the first n bytes of the buffer to the client; false:
+// the client is gone.
+func (x *Exchange) relayChunk(n int) bool {
+	chunk := (*x.buf)[:n]
+	x.tap.Write(chunk)
+	x.werr = x.pinger.Write(chunk, x.tap.AtEventBoundary())
+	return x.werr == nil
+}
+
+func (x *Exchange) streamReadFailed(err error) {
+	if errors.Is(err, io.EOF) || x.ctx.Err() != nil {
+		return
+	}
+	if x.werr = x.pinger.Err(); x.werr != nil {
+		return // a failed ping closed the body: the client is gone
+	}
+	x.p.log.Warn("upstream stream broke", slog.String("upstream", x.res.Served.Upstream), slog.String("cause", err.Error()))
+	if x.tap.AtEventBoundary() {
+		_ = x.pinger.Write([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"The connection to the model provider was lost mid-response. Please retry.\"}}\n\n"), true)
+	}
+	x.res.Reason = "upstream_stream_broken"
+}
+
+func (x *Exchange) endStream() {
+	x.pinger.Stop()
+	x.p.sse.Put(x.buf)
+	x.buf = nil
+	tap, res := x.tap, &x.res
 	res.Usage = tap.Usage()
 	if t := tap.ErrorType(); t != "" {
 		res.ErrorType = t
@@ -266,12 +325,19 @@ func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, rc *http
 	if !tap.Complete() {
 		res.Interrupted = true
 		if res.Reason == "" {
-			if werr != nil || ctx.Err() != nil {
+			if x.werr != nil || x.ctx.Err() != nil {
 				res.Reason = "client_closed"
 			} else {
 				res.Reason = "upstream_stream_ended_early"
 			}
 		}
+	}
+	if x.capture > 0 {
+		blocks, truncated := tap.Content()
+		res.Captured, _ = json.Marshal(struct {
+			Content   []anthropic.ContentBlock `json:"content"`
+			Truncated bool                     `json:"truncated,omitempty"`
+		}{blocks, truncated})
 	}
 }
 
@@ -380,7 +446,7 @@ func copyResponseHeader(dst, src http.Header) {
 		if _, set := dst[k]; set {
 			continue // the gateway's own value (e.g. per-user rate-limit state) wins
 		}
-		dst[k] = append([]string(nil), vv...)
+		dst[k] = vv // shared with the upstream response, which nothing changes
 	}
 }
 

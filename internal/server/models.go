@@ -52,7 +52,7 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request, rid string) 
 		return
 	}
 	rec := s.newRecord(r, rid, start)
-	fillUser(rec, p)
+	fillUser(rec, &p)
 	q := r.URL.Query()
 	limit := 20
 	if v := q.Get("limit"); v != "" {

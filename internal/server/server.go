@@ -55,9 +55,10 @@ type Auditor interface {
 	Finish(rec *audit.Record)
 }
 
-// Forwarder relays an admitted request (proxy.Proxy satisfies it).
+// Forwarder sends an admitted request upstream and writes the response
+// head; the returned exchange relays the body (proxy.Proxy satisfies it).
 type Forwarder interface {
-	Forward(w http.ResponseWriter, r *http.Request, out proxy.Outbound, writeErr proxy.ErrorWriter) proxy.Result
+	Start(w http.ResponseWriter, r *http.Request, out proxy.Outbound, writeErr proxy.ErrorWriter) *proxy.Exchange
 }
 
 // AdmitRequest is what admission needs to know about a request.
@@ -219,7 +220,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.methodNotAllowed(w, rid, http.MethodPost)
 			return
 		}
-		s.inference(w, r, rid)
+		if x := s.inference(w, r, rid); x != nil {
+			s.relay(x)
+		}
 	case "/v1/models":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			s.methodNotAllowed(w, rid, http.MethodGet)
@@ -289,7 +292,7 @@ func (s *Server) newRecord(r *http.Request, rid string, start time.Time) *audit.
 	}
 }
 
-func fillUser(rec *audit.Record, p identity.Principal) {
+func fillUser(rec *audit.Record, p *identity.Principal) {
 	rec.UserKey = p.Key
 	rec.TenantID = p.TenantID
 	rec.ObjectID = p.ObjectID
@@ -330,27 +333,60 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, rec *audit.Record,
 	s.log.InfoContext(r.Context(), "request denied", attrs...)
 }
 
-func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
-	start := s.now()
+// inference admits the request and starts it upstream. It returns the
+// exchange whose body ServeHTTP then relays, from its own shallow frame (a
+// stream's goroutine keeps its stack for the stream's life; see
+// proxy.Exchange), or nil when the request was refused and recorded.
+func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) *exchange {
+	x := &exchange{rid: rid, start: s.now()}
 	ctx, span := s.opts.Tracer.StartRequest(r, rid) // joins the caller's traceparent
+	x.span = span
 	if s.opts.MaxRequestDuration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.MaxRequestDuration)
-		defer cancel()
+		ctx, x.cancel = context.WithTimeout(ctx, s.opts.MaxRequestDuration)
 	}
 	if ctx != r.Context() {
 		r = r.WithContext(ctx)
 	}
-	rec := s.newRecord(r, rid, start)
-	defer func() { // every exit below sets rec.Status (deny, finish, audit refusal)
-		span.End(telemetry.RequestOutcome{Status: rec.Status, ErrorType: rec.ErrorType, Reason: rec.Reason, Model: s.modelLabel(rec.Model)})
-	}()
+	x.rec = s.newRecord(r, rid, x.start)
 
-	a := s.admit(w, r, rec, rid, start)
-	if a == nil {
-		return // refused and recorded
+	x.a = s.admit(w, r, x.rec, rid, x.start)
+	if x.a == nil {
+		s.end(x) // refused and recorded
+		return nil
 	}
-	s.forward(w, a, rec, rid, start)
+	s.forward(w, x)
+	return x
+}
+
+// exchange is one inference request from admission to its final record.
+type exchange struct {
+	rid       string
+	start     time.Time
+	forwardAt time.Time
+	span      telemetry.RequestSpan
+	up        telemetry.UpstreamSpan
+	cancel    context.CancelFunc // the MaxRequestDuration deadline; nil: none
+	rec       *audit.Record
+	a         *admitted
+	capture   string // content capture mode; "": none
+	px        *proxy.Exchange
+}
+
+// end closes the request span and releases the request deadline. Every
+// exit sets rec.Status first (deny, finish, audit refusal).
+func (s *Server) end(x *exchange) {
+	x.span.End(telemetry.RequestOutcome{Status: x.rec.Status, ErrorType: x.rec.ErrorType, Reason: x.rec.Reason, Model: s.modelLabel(x.rec.Model)})
+	if x.cancel != nil {
+		x.cancel()
+	}
+}
+
+// relay copies the upstream's body to the client, then completes the
+// request. It is called from ServeHTTP so that what a stream keeps on its
+// goroutine's stack while it waits for the upstream is a few small frames.
+func (s *Server) relay(x *exchange) {
+	defer s.end(x) // also if the relay panics
+	s.complete(x, x.px.Relay())
 }
 
 // admitted is a request that passed every check and whose begin record is
@@ -358,8 +394,8 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request, rid string) {
 // keeps their temporaries off the stack that a stream then holds for its
 // whole life.
 type admitted struct {
-	r    *http.Request // carries the request context with the principal
-	p    identity.Principal
+	r    *http.Request      // carries the request context with the principal
+	p    identity.Principal // verified; nothing after authenticate changes it
 	body []byte
 	req  anthropic.Request
 	m    *Model
@@ -369,110 +405,164 @@ type admitted struct {
 // admit authenticates, reads and checks the body, applies the model list and
 // the policy, and writes the begin record. On any refusal it answers the
 // client, records the denial and returns nil.
+//
+// Each step is its own function and keeps its state in *admitted, on the
+// heap: a request's goroutine then never needs more than Go's smallest
+// grown stack (8 KiB), which it keeps for a stream's whole life (see
+// proxy.Exchange and docs/benchmarks.md).
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, rec *audit.Record, rid string, start time.Time) *admitted {
-	ctx := r.Context()
-	p, denial := s.opts.Auth.Authenticate(ctx, r)
-	if denial != nil {
-		if p.Key != "" { // a verified but refused user (revoked) is named in the record
-			fillUser(rec, p)
-		}
-		s.deny(w, r, rec, denial, start)
+	a := &admitted{r: r}
+	d := s.authenticate(a, rec)
+	if d == nil {
+		d = s.readBody(w, a)
+	}
+	if d == nil {
+		d = s.route(a, rec)
+	}
+	if d == nil {
+		d = s.checkLimits(w, a, rec)
+	}
+	if d != nil {
+		s.deny(w, a.r, rec, d, start)
 		return nil
 	}
-	fillUser(rec, p)
-	ctx = identity.NewContext(ctx, p)
-	r = r.WithContext(ctx)
-
-	if r.ContentLength > s.opts.MaxBodyBytes {
-		s.deny(w, r, rec, tooLarge(s.opts.MaxBodyBytes), start)
+	if !s.begin(w, a, rec, rid) {
 		return nil
+	}
+	return a
+}
+
+//go:noinline
+func (s *Server) authenticate(a *admitted, rec *audit.Record) *Denial {
+	var denial *Denial
+	a.p, denial = s.opts.Auth.Authenticate(a.r.Context(), a.r)
+	if denial != nil {
+		if a.p.Key != "" { // a verified but refused user (revoked) is named in the record
+			fillUser(rec, &a.p)
+		}
+		return denial
+	}
+	fillUser(rec, &a.p)
+	// The client's credential is verified and never forwarded (the
+	// upstream layer sends its own): drop it now rather than keep the
+	// token in memory for the rest of a long stream.
+	a.r.Header.Del("Authorization")
+	a.r.Header.Del("X-Api-Key")
+	a.r = a.r.WithContext(identity.NewContext(a.r.Context(), &a.p))
+	return nil
+}
+
+//go:noinline
+func (s *Server) readBody(w http.ResponseWriter, a *admitted) *Denial {
+	r := a.r
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		return tooLarge(s.opts.MaxBodyBytes)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			s.deny(w, r, rec, tooLarge(s.opts.MaxBodyBytes), start)
-			return nil
+			return tooLarge(s.opts.MaxBodyBytes)
 		}
-		s.deny(w, r, rec, &Denial{Status: http.StatusBadRequest, Reason: "body_read_failed", Message: "The request body could not be read completely.", Cause: err}, start)
-		return nil
+		return &Denial{Status: http.StatusBadRequest, Reason: "body_read_failed", Message: "The request body could not be read completely.", Cause: err}
 	}
-	req, err := anthropic.PeekRequest(body)
+	a.body = body
+	return nil
+}
+
+// route parses what the gateway needs of the body and finds the model.
+//
+//go:noinline
+func (s *Server) route(a *admitted, rec *audit.Record) *Denial {
+	req, err := anthropic.PeekRequest(a.body)
 	if err != nil {
-		s.deny(w, r, rec, &Denial{Status: http.StatusBadRequest, Reason: "invalid_body", Message: err.Error() + "."}, start)
-		return nil
+		return &Denial{Status: http.StatusBadRequest, Reason: "invalid_body", Message: err.Error() + "."}
 	}
+	a.req = req
 	rec.Model, rec.Stream = clean(req.Model, 128), req.Stream
 	if req.Model == "" {
-		s.deny(w, r, rec, &Denial{Status: http.StatusBadRequest, Reason: "missing_model", Message: "model: field required."}, start)
-		return nil
+		return &Denial{Status: http.StatusBadRequest, Reason: "missing_model", Message: "model: field required."}
 	}
 	m, ok := s.models[req.Model]
 	if !ok {
-		s.deny(w, r, rec, &Denial{Status: http.StatusNotFound, Reason: "unknown_model",
-			Message: fmt.Sprintf("model: %s is not offered by this gateway. Available models: %s.", truncate(req.Model, 128), strings.Join(s.modelIDs(), ", "))}, start)
-		return nil
+		return &Denial{Status: http.StatusNotFound, Reason: "unknown_model",
+			Message: fmt.Sprintf("model: %s is not offered by this gateway. Available models: %s.", truncate(req.Model, 128), strings.Join(s.modelIDs(), ", "))}
 	}
+	a.m = m
 	rec.Upstream, rec.UpstreamModel = m.Upstream, m.UpstreamModel
-
-	var adm Admission
-	if s.opts.Admit != nil && r.URL.Path == "/v1/messages/count_tokens" {
-		// Counting tokens spends nothing: check model access only, so it
-		// uses no rate limit, budget or stream slot.
-		if len(s.opts.Admit.AllowedModels(p, []string{m.ID})) == 0 {
-			s.deny(w, r, rec, &Denial{Status: http.StatusForbidden, ErrorType: anthropic.PermissionError, Reason: "limit_model",
-				Message: fmt.Sprintf("model: %s is not allowed for you by the gateway's policy.", m.ID)}, start)
-			return nil
-		}
-	} else if s.opts.Admit != nil {
-		var d *Denial
-		adm, d = s.opts.Admit.Admit(ctx, p, AdmitRequest{Model: m.ID, Upstream: m.Upstream, BodyBytes: int64(len(body)), MaxTokens: req.MaxTokens, Stream: req.Stream})
-		if d != nil {
-			s.deny(w, r, rec, d, start)
-			return nil
-		}
-		for k, vv := range adm.Headers() {
-			w.Header()[k] = vv
-		}
-		rec.Policy, rec.Groups = adm.Policy(), adm.Groups()
-	}
-
-	rec.State = audit.StateBegun
-	if err := s.opts.Audit.Begin(ctx, rec); err != nil {
-		if adm != nil {
-			adm.Settle(context.WithoutCancel(ctx), anthropic.Usage{})
-		}
-		rec.Status, rec.ErrorType, rec.Reason = http.StatusServiceUnavailable, anthropic.APIError, "audit_unavailable" // Begin kept its own copy
-		s.log.ErrorContext(ctx, "audit store unavailable: refusing request", slog.String("request_id", rid), slog.String("cause", err.Error()))
-		anthropic.WriteError(w, http.StatusServiceUnavailable, anthropic.APIError, "The gateway cannot record requests right now, so it is not accepting them. Please retry shortly.", rid)
-		return nil
-	}
-
-	return &admitted{r: r, p: p, body: body, req: req, m: m, adm: adm}
+	return nil
 }
 
-// forward sends an admitted request upstream, relays the answer and
-// completes its record, usage settlement, capture and metrics.
-func (s *Server) forward(w http.ResponseWriter, a *admitted, rec *audit.Record, rid string, start time.Time) {
-	r, p, body, req, m, adm := a.r, a.p, a.body, a.req, a.m, a.adm
+// checkLimits applies the policy: model access, rate limits, budgets.
+//
+//go:noinline
+func (s *Server) checkLimits(w http.ResponseWriter, a *admitted, rec *audit.Record) *Denial {
+	if s.opts.Admit == nil {
+		return nil
+	}
+	m := a.m
+	if a.r.URL.Path == "/v1/messages/count_tokens" {
+		// Counting tokens spends nothing: check model access only, so it
+		// uses no rate limit, budget or stream slot.
+		if len(s.opts.Admit.AllowedModels(a.p, []string{m.ID})) == 0 {
+			return &Denial{Status: http.StatusForbidden, ErrorType: anthropic.PermissionError, Reason: "limit_model",
+				Message: fmt.Sprintf("model: %s is not allowed for you by the gateway's policy.", m.ID)}
+		}
+		return nil
+	}
+	adm, d := s.opts.Admit.Admit(a.r.Context(), a.p, AdmitRequest{Model: m.ID, Upstream: m.Upstream, BodyBytes: int64(len(a.body)), MaxTokens: a.req.MaxTokens, Stream: a.req.Stream})
+	if d != nil {
+		return d
+	}
+	a.adm = adm
+	for k, vv := range adm.Headers() {
+		w.Header()[k] = vv
+	}
+	rec.Policy, rec.Groups = adm.Policy(), adm.Groups()
+	return nil
+}
+
+// begin writes the begin record; without it the request is refused.
+//
+//go:noinline
+func (s *Server) begin(w http.ResponseWriter, a *admitted, rec *audit.Record, rid string) bool {
+	ctx := a.r.Context()
+	rec.State = audit.StateBegun
+	err := s.opts.Audit.Begin(ctx, rec)
+	if err == nil {
+		return true
+	}
+	if a.adm != nil {
+		a.adm.Settle(context.WithoutCancel(ctx), anthropic.Usage{})
+	}
+	rec.Status, rec.ErrorType, rec.Reason = http.StatusServiceUnavailable, anthropic.APIError, "audit_unavailable" // Begin kept its own copy
+	s.log.ErrorContext(ctx, "audit store unavailable: refusing request", slog.String("request_id", rid), slog.String("cause", err.Error()))
+	anthropic.WriteError(w, http.StatusServiceUnavailable, anthropic.APIError, "The gateway cannot record requests right now, so it is not accepting them. Please retry shortly.", rid)
+	return false
+}
+
+// forward sends an admitted request upstream and writes the response head.
+func (s *Server) forward(w http.ResponseWriter, x *exchange) {
+	a, rec := x.a, x.rec
+	r, p, req, m, adm := a.r, a.p, a.req, a.m, a.adm
 	ctx := r.Context()
 	s.obs.InFlight(1)
-	defer s.obs.InFlight(-1)
-	forwardAt := s.now()
+	x.forwardAt = s.now()
 	affinity := rec.SessionID
 	if affinity == "" {
 		affinity = p.Key
 	}
-	out := proxy.Outbound{Path: r.URL.Path, Header: r.Header, Body: body, Request: req, Affinity: affinity}
-	captureMode := ""
+	out := proxy.Outbound{Path: r.URL.Path, Header: r.Header, Body: a.body, Request: req, Affinity: affinity}
 	if s.opts.Capture != nil {
-		captureMode = s.opts.Capture.Mode()
+		mode := s.opts.Capture.Mode()
 		if adm != nil && adm.ContentCapture() != "" {
-			captureMode = adm.ContentCapture()
+			mode = adm.ContentCapture()
+		}
+		if mode != "off" {
+			x.capture = mode
 		}
 	}
-	capturing := captureMode != "" && captureMode != "off"
-	if capturing {
+	if x.capture != "" {
 		out.CaptureContent = s.opts.MaxCaptureBytes
 	}
 	upstreamModel := m.UpstreamModel
@@ -481,33 +571,46 @@ func (s *Server) forward(w http.ResponseWriter, a *admitted, rec *audit.Record, 
 	}
 	uctx, up := s.opts.Tracer.StartUpstream(ctx, telemetry.UpstreamCall{
 		Route: r.URL.Path, Model: upstreamModel, Upstream: m.Upstream, MaxTokens: req.MaxTokens, Stream: req.Stream})
+	x.up = up
 	fr := r
 	if uctx != ctx {
 		fr = r.WithContext(uctx)
 	}
-	res := s.opts.Forward.Forward(w, fr, out, func(w http.ResponseWriter, status int, errType, msg string) {
+	rid := x.rid
+	x.px = s.opts.Forward.Start(w, fr, out, func(w http.ResponseWriter, status int, errType, msg string) {
 		anthropic.WriteError(w, status, errType, msg, rid)
 	})
-	up.End(telemetry.UpstreamResult{
+	if x.capture == "" {
+		a.body = nil // only content capture needs the request body after this
+	}
+}
+
+// complete records what the relay ended with: the upstream span, usage
+// settlement, the final audit record, captured content and metrics.
+func (s *Server) complete(x *exchange, res *proxy.Result) {
+	a, rec := x.a, x.rec
+	ctx := a.r.Context()
+	defer s.obs.InFlight(-1)
+	x.up.End(telemetry.UpstreamResult{
 		Status: res.Status, ErrorType: res.ErrorType, Reason: res.Reason, Usage: res.Usage,
 		Upstream: res.Served.Upstream, Model: res.Served.UpstreamModel, Failed: res.Served.Failed,
 		FirstByte: res.FirstByte, Interrupted: res.Interrupted,
 	})
 	end := s.now()
-	if adm != nil {
-		rec.CostUSD = adm.Settle(context.WithoutCancel(ctx), res.Usage)
+	if a.adm != nil {
+		rec.CostUSD = a.adm.Settle(context.WithoutCancel(ctx), res.Usage)
 	}
-	s.finish(ctx, rec, res, start, end)
-	if capturing {
-		if err := s.opts.Capture.Capture(context.WithoutCancel(ctx), captureMode, rec.RequestID, rec.Time, rec.UserKey, body, res.Captured); err != nil {
-			s.log.Error("audit content capture failed", slog.String("request_id", rid), slog.String("cause", err.Error()))
+	s.finish(ctx, rec, res, x.start, end)
+	if x.capture != "" {
+		if err := s.opts.Capture.Capture(context.WithoutCancel(ctx), x.capture, rec.RequestID, rec.Time, rec.UserKey, a.body, res.Captured); err != nil {
+			s.log.Error("audit content capture failed", slog.String("request_id", x.rid), slog.String("cause", err.Error()))
 		}
 	}
 	ttfb := time.Duration(0)
 	if !res.FirstByte.IsZero() {
-		ttfb = res.FirstByte.Sub(start)
+		ttfb = res.FirstByte.Sub(x.start)
 	}
-	s.obs.Request(routeLabel(rec.Path), res.Status, s.modelLabel(rec.Model), rec.Upstream, end.Sub(start), ttfb, forwardAt.Sub(start), res.Usage)
+	s.obs.Request(routeLabel(rec.Path), res.Status, s.modelLabel(rec.Model), rec.Upstream, end.Sub(x.start), ttfb, x.forwardAt.Sub(x.start), res.Usage)
 	for _, f := range res.Served.Failed {
 		name, _, _ := strings.Cut(f, ":")
 		s.obs.UpstreamError(name, "failed_over")
@@ -519,7 +622,7 @@ func (s *Server) forward(w http.ResponseWriter, a *admitted, rec *audit.Record, 
 
 // upstreamErrorClass classifies the outcome of a forwarded request for the
 // upstream-error metric ("" = not an upstream failure).
-func upstreamErrorClass(res proxy.Result) string {
+func upstreamErrorClass(res *proxy.Result) string {
 	switch res.Reason {
 	case "upstream_unreachable":
 		return "unreachable"
@@ -565,7 +668,7 @@ func (s *Server) modelLabel(m string) string {
 	return "other"
 }
 
-func (s *Server) finish(ctx context.Context, rec *audit.Record, res proxy.Result, start, end time.Time) {
+func (s *Server) finish(ctx context.Context, rec *audit.Record, res *proxy.Result, start, end time.Time) {
 	rec.Status = res.Status
 	rec.ErrorType = res.ErrorType
 	rec.Reason = res.Reason

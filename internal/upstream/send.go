@@ -219,37 +219,13 @@ func (st *sendState) attempt(ctx context.Context, c Candidate, adm admission) (r
 		req.Header.Set(h[0], h[1])
 	}
 	if err := t.cred.Apply(ctx, req); err != nil {
-		t.health.release(adm)
-		if ctx.Err() != nil {
-			st.closeHeld()
-			return nil, true, ctx.Err()
-		}
-		st.lastErr, st.lastKind = err, KindCredential
-		st.allCooldown = false
-		st.failures = append(st.failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: "credential unavailable", Err: err.Error()})
-		rt.o.Logger.Error("upstream credential unavailable", slog.String("upstream", t.name), slog.String("error", err.Error()))
-		return nil, false, nil
+		return st.credentialFailed(ctx, c, adm, err)
 	}
 	start := rt.o.Now()
 	resp, err = t.transport.RoundTrip(req)
 	dur := rt.o.Now().Sub(start)
 	if err != nil {
-		if ctx.Err() != nil {
-			t.health.release(adm)
-			st.closeHeld()
-			return nil, true, ctx.Err()
-		}
-		t.health.failure(rt.o.Now(), adm)
-		reason, kind := "connection error", KindConnection
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			reason, kind = "timeout (connect or first byte)", KindTimeout
-		}
-		st.lastErr, st.lastKind = err, kind
-		st.allCooldown = false
-		st.failures = append(st.failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: reason, Err: err.Error(), Duration: dur})
-		rt.o.Logger.Warn("upstream attempt failed", slog.String("upstream", t.name), slog.String("reason", reason), slog.String("error", err.Error()))
-		return nil, false, nil
+		return st.roundTripFailed(ctx, c, adm, err, dur)
 	}
 	if !failoverStatus(resp.StatusCode) {
 		t.health.success(adm)
@@ -266,7 +242,52 @@ func (st *sendState) attempt(ctx context.Context, c Candidate, adm admission) (r
 		st.closeHeld()
 		return resp, true, nil
 	}
-	// A failover status: remember the answer, cool down on retry-after.
+	st.failover(resp, c, adm, dur)
+	return nil, false, nil
+}
+
+// The failure paths of attempt are functions of their own so that the
+// frames of the path every request takes stay small (a stream's goroutine
+// keeps the stack it grew to; see proxy.Exchange).
+
+func (st *sendState) credentialFailed(ctx context.Context, c Candidate, adm admission, err error) (*http.Response, bool, error) {
+	rt, t := st.rt, c.Target
+	t.health.release(adm)
+	if ctx.Err() != nil {
+		st.closeHeld()
+		return nil, true, ctx.Err()
+	}
+	st.lastErr, st.lastKind = err, KindCredential
+	st.allCooldown = false
+	st.failures = append(st.failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: "credential unavailable", Err: err.Error()})
+	rt.o.Logger.Error("upstream credential unavailable", slog.String("upstream", t.name), slog.String("error", err.Error()))
+	return nil, false, nil
+}
+
+func (st *sendState) roundTripFailed(ctx context.Context, c Candidate, adm admission, err error, dur time.Duration) (*http.Response, bool, error) {
+	rt, t := st.rt, c.Target
+	if ctx.Err() != nil {
+		t.health.release(adm)
+		st.closeHeld()
+		return nil, true, ctx.Err()
+	}
+	t.health.failure(rt.o.Now(), adm)
+	reason, kind := "connection error", KindConnection
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		reason, kind = "timeout (connect or first byte)", KindTimeout
+	}
+	st.lastErr, st.lastKind = err, kind
+	st.allCooldown = false
+	st.failures = append(st.failures, Failure{Upstream: t.name, UpstreamModel: c.UpstreamModel, Reason: reason, Err: err.Error(), Duration: dur})
+	rt.o.Logger.Warn("upstream attempt failed", slog.String("upstream", t.name), slog.String("reason", reason), slog.String("error", err.Error()))
+	return nil, false, nil
+}
+
+// failover records a failover status: it remembers the answer and cools
+// the target down on retry-after.
+func (st *sendState) failover(resp *http.Response, c Candidate, adm admission, dur time.Duration) {
+	rt, t := st.rt, c.Target
 	ra := retryAfter(resp.Header, rt.o.Now())
 	if ra > rt.o.MaxRetryAfter {
 		ra = rt.o.MaxRetryAfter
@@ -285,7 +306,6 @@ func (st *sendState) attempt(ctx context.Context, c Candidate, adm admission) (r
 	rt.o.Logger.Warn("upstream attempt failed", slog.String("upstream", t.name), slog.Int("status", resp.StatusCode), slog.Duration("retry_after", ra))
 	st.closeHeld()
 	st.held, st.heldCand = rt.buffer(resp), c
-	return nil, false, nil
 }
 
 // buffer reads a failed response's body (bounded) and closes the
@@ -351,10 +371,21 @@ func (w *watchedBody) Close() error {
 
 func (w *watchedBody) Read(p []byte) (int, error) {
 	n, err := w.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && !w.done && w.ctx.Err() == nil && !w.closed.Load() {
-		w.done = true
-		w.t.health.failure(w.now(), admission{})
-		w.log.Warn("upstream response cut", slog.String("upstream", w.t.name), slog.String("error", err.Error()))
+	if err != nil && err != io.EOF {
+		w.failed(err)
 	}
 	return n, err
+}
+
+// failed is out of Read so that Read's frame, under which a stream waits
+// for the upstream, stays small.
+//
+//go:noinline
+func (w *watchedBody) failed(err error) {
+	if w.done || w.ctx.Err() != nil || w.closed.Load() {
+		return
+	}
+	w.done = true
+	w.t.health.failure(w.now(), admission{})
+	w.log.Warn("upstream response cut", slog.String("upstream", w.t.name), slog.String("error", err.Error()))
 }
