@@ -97,7 +97,7 @@ type Proxy struct {
 	opts Options
 	log  *slog.Logger
 	bufs sync.Pool // 32 KiB buffers JSON responses are relayed through
-	sse  sync.Pool // 2 KiB buffers for streams: events are small and streams are long-lived
+	sse  sync.Pool // 1 KiB buffers for streams: events are small and streams are long-lived
 }
 
 // New returns a Proxy.
@@ -111,7 +111,7 @@ func New(opts Options) *Proxy {
 	}
 	p := &Proxy{opts: opts, log: log}
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
-	p.sse.New = func() any { b := make([]byte, 2<<10); return &b }
+	p.sse.New = func() any { b := make([]byte, 1<<10); return &b }
 	return p
 }
 
