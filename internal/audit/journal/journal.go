@@ -105,7 +105,7 @@ type Store struct {
 	seg     int64
 	off     int64
 	dirty   bool
-	queue   []entry
+	queue   []*entry // pointers: the ingester drops the head and appends grow the tail, so only pointers get copied
 	pending int64 // bytes journaled, not yet ingested
 	written uint64
 	wbuf    []byte
@@ -357,7 +357,7 @@ func (s *Store) append(kind byte, recs []*audit.Record) error {
 		return ErrHighWater
 	}
 	buf := s.wbuf[:0]
-	ents := make([]entry, 0, len(recs))
+	ents := make([]entry, 0, len(recs)) // one allocation for the call's entries; the queue points into it
 	off := s.off
 	now := time.Now()
 	for _, r := range recs {
@@ -391,7 +391,9 @@ func (s *Store) append(kind byte, recs []*audit.Record) error {
 	} else {
 		s.dirty = true
 	}
-	s.queue = append(s.queue, ents...)
+	for i := range ents {
+		s.queue = append(s.queue, &ents[i])
+	}
 	if kind == kindFinish {
 		for _, e := range ents {
 			s.lastFinish[e.rec.RequestID] = e.n
@@ -461,7 +463,7 @@ func (s *Store) ingestLoop() {
 	for {
 		s.mu.Lock()
 		n, wait := s.readyLocked(time.Now(), stopping || s.flushers > 0)
-		var batch []entry
+		var batch []*entry
 		var merged map[int]bool
 		var final map[string]*audit.Record
 		if n > 0 {
@@ -516,11 +518,11 @@ func (s *Store) ingestLoop() {
 			}
 		}
 		for i := range s.queue[:n] {
-			if e := &s.queue[i]; e.kind == kindFinish && s.lastFinish[e.rec.RequestID] == e.n {
+			if e := s.queue[i]; e.kind == kindFinish && s.lastFinish[e.rec.RequestID] == e.n {
 				delete(s.lastFinish, e.rec.RequestID)
 			}
 		}
-		clear(s.queue[:n]) // release the records to the collector
+		clear(s.queue[:n]) // release the entries to the collector
 		s.queue = s.queue[n:]
 		if len(s.queue) == 0 {
 			s.queue = nil
@@ -582,7 +584,7 @@ func (s *Store) readyLocked(now time.Time, force bool) (int, time.Duration) {
 // is in the journal already; replay never coalesces.
 func (s *Store) coalesceLocked(n int) (skip map[int]bool, final map[string]*audit.Record) {
 	for i := range s.queue[:n] {
-		e := &s.queue[i]
+		e := s.queue[i]
 		last, ok := s.lastFinish[e.rec.RequestID]
 		if !ok || last <= e.n {
 			continue
@@ -606,10 +608,9 @@ func (s *Store) coalesceLocked(n int) (skip map[int]bool, final map[string]*audi
 // merged Finish, then the Finishes not merged, as (at most) two inner-store
 // calls. Writing the batch's Begins before its Finishes is safe: a Finish
 // whose Begin is in the same batch is always merged into it.
-func (s *Store) applyLive(ctx context.Context, batch []entry, merged map[int]bool, final map[string]*audit.Record) error {
+func (s *Store) applyLive(ctx context.Context, batch []*entry, merged map[int]bool, final map[string]*audit.Record) error {
 	var begins, finishes []*audit.Record
-	for i := range batch {
-		e := &batch[i]
+	for i, e := range batch {
 		switch {
 		case e.applied || merged[i]:
 		case e.kind == kindBegin:
