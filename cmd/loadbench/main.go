@@ -132,12 +132,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *debugListen != "" {
 		debugYAML = "debug_listen: " + *debugListen + "\n"
 	}
-	startGW := func(level string) (*child, string, error) {
+	startGW := func(name, level string) (*child, string, error) {
 		gwAddr, err := freeAddr()
 		if err != nil {
 			return nil, "", err
 		}
-		cfgPath := filepath.Join(dir, "gatehouse-"+level+".yaml")
+		cfgPath := filepath.Join(dir, "gatehouse-"+name+".yaml")
 		cfg := fmt.Sprintf(`listen: %s
 identity:
   type: entra
@@ -170,7 +170,7 @@ audit:
   sync: %s
 log:
   level: warn
-%s`, gwAddr, issuer.Issuer(tenant), clientID, stub.URL(), slowStub.URL(), filepath.Join(dir, "audit-"+level+".db"), level, debugYAML)
+%s`, gwAddr, issuer.Issuer(tenant), clientID, stub.URL(), slowStub.URL(), filepath.Join(dir, "audit-"+name+".db"), level, debugYAML)
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			return nil, "", err
 		}
@@ -189,11 +189,11 @@ log:
 		}
 		return gw, u, nil
 	}
-	gw, gwURL, err := startGW(*sync)
+	gw, gwURL, err := startGW("cells", *sync)
 	if err != nil {
 		return err
 	}
-	defer gw.stop()
+	defer func() { gw.stop() }()
 
 	targets := []target{
 		{name: "direct", url: stub.URL(), header: http.Header{"X-Api-Key": {key}}},
@@ -243,7 +243,7 @@ log:
 	}
 	auth := http.Header{"Authorization": {"Bearer " + token}}
 	if *withAlways && *sync != "always" {
-		gw2, u2, err := startGW("always")
+		gw2, u2, err := startGW("always", "always")
 		if err != nil {
 			return err
 		}
@@ -259,10 +259,17 @@ log:
 	if *slowN > 0 {
 		fmt.Fprintf(stdout, "\n## %d concurrent slow streams (%d events, one every %s)\n\n", *slowN, *slowEvents, *slowEvery)
 		fmt.Fprintf(stdout, "| target | streams completed | largest gap between events | p99 gap | RSS max | of which file-backed | wall time |\n|---|---|---|---|---|---|---|\n")
-		// The floor first, in its own process in front of the slow stub.
+		// The floor first, in its own process in front of the slow stub;
+		// then a fresh gateway too, so neither starts with a heap the
+		// cells above grew.
 		bareSlow, bareSlowURL, err := startChild(ctx, self, []string{"-mode", "bare-proxy", "-upstream", slowStub.URL()}, nil, "BARE_URL=")
 		if err != nil {
 			return fmt.Errorf("bare proxy: %w", err)
+		}
+		gw.stop()
+		if gw, gwURL, err = startGW("slow", *sync); err != nil {
+			bareSlow.stop()
+			return err
 		}
 		rows := []struct {
 			name string
