@@ -225,11 +225,17 @@ func (s *Store) open(ctx context.Context) error {
 	if err = s.conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(size), 0) FROM audit_checkpoints").Scan(&s.signedAt); err != nil {
 		return fmt.Errorf("audit sqlite: checkpoints: %w", err)
 	}
-	if s.reader, err = sql.Open("sqlite", base+"&_pragma=query_only(1)"); err != nil {
+	// SQLite's page cache is 2,000 KiB per connection by default, and
+	// modernc's allocator rounds each 16 KiB page (plus its header) up to
+	// a 32 KiB slot: six full caches would hold 24 MB. Readers serve
+	// occasional queries and the maintenance connection only checkpoints
+	// (which bypasses the cache), so they keep small ones; the writer
+	// keeps the default for the indexes it inserts into.
+	if s.reader, err = sql.Open("sqlite", base+"&_pragma=query_only(1)&_pragma=cache_size(-512)"); err != nil {
 		return fmt.Errorf("audit sqlite: %w", err)
 	}
 	s.reader.SetMaxOpenConns(4)
-	if s.maint, err = sql.Open("sqlite", base+"&_pragma=synchronous("+syncMode+")"); err != nil {
+	if s.maint, err = sql.Open("sqlite", base+"&_pragma=synchronous("+syncMode+")&_pragma=cache_size(-256)"); err != nil {
 		return fmt.Errorf("audit sqlite: %w", err)
 	}
 	s.maint.SetMaxOpenConns(1)
