@@ -283,3 +283,32 @@ func TestCancelledAdmissionIsNotAStoreFailure(t *testing.T) {
 		t.Fatalf("a cancelled request counted as a store failure: %+v", s)
 	}
 }
+
+// capturing records the ops of each Reserve.
+type capturing struct {
+	limits.Backend
+	ops []limits.Op
+}
+
+func (c *capturing) Reserve(ctx context.Context, id string, now time.Time, ops []limits.Op) (limits.Result, error) {
+	c.ops = ops
+	return c.Backend.Reserve(ctx, id, now, ops)
+}
+
+// A reservation lives as long as its request (a stream: minutes), so its
+// ops are allocated at their exact count, with no spare capacity.
+func TestReservationOpsAreExact(t *testing.T) {
+	now := &clock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	b := &capturing{Backend: memory.New()}
+	all := policy.Limits{RequestsPerMinute: 100, TokensPerMinute: 1e6, TokensPerDay: 1e7, USDPerMonth: 100, ConcurrentStreams: 5}
+	e := engine(t, []policy.Policy{{Name: "p", Limits: all}},
+		[]policy.GroupLimit{{Group: "g", Name: "team", Limits: policy.Limits{RequestsPerMinute: 1000, ConcurrentStreams: 50}}}, b, now, nil)
+	r, err := e.Admit(ctx, identity.Principal{Key: "k", Groups: []string{"g"}}, limits.Request{Model: "claude-sonnet-4-6", MaxTokens: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Settle(ctx, anthropic.Usage{})
+	if len(b.ops) != 7 || cap(b.ops) != 7 {
+		t.Fatalf("ops: len %d cap %d, want 7 and 7", len(b.ops), cap(b.ops))
+	}
+}
