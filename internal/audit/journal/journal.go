@@ -106,7 +106,7 @@ type Store struct {
 	off     int64
 	dirty   bool
 	queue   []*entry // pointers: the ingester drops the head and appends grow the tail, so only pointers get copied
-	pending int64 // bytes journaled, not yet ingested
+	pending int64    // bytes journaled, not yet ingested
 	written uint64
 	wbuf    []byte
 	closed  bool
