@@ -370,11 +370,16 @@ type exchange struct {
 	a         *admitted
 	capture   string // content capture mode; "": none
 	px        *proxy.Exchange
+	inFlight  bool // counted in the in-flight gauge (forwarded)
 }
 
-// end closes the request span and releases the request deadline. Every
-// exit sets rec.Status first (deny, finish, audit refusal).
+// end leaves the in-flight gauge, closes the request span and releases the
+// request deadline, also when the relay panicked. Every exit sets
+// rec.Status first (deny, finish, audit refusal).
 func (s *Server) end(x *exchange) {
+	if x.inFlight {
+		s.obs.InFlight(-1)
+	}
 	x.span.End(telemetry.RequestOutcome{Status: x.rec.Status, ErrorType: x.rec.ErrorType, Reason: x.rec.Reason, Model: s.modelLabel(x.rec.Model)})
 	if x.cancel != nil {
 		x.cancel()
@@ -547,6 +552,7 @@ func (s *Server) forward(w http.ResponseWriter, x *exchange) {
 	r, p, req, m, adm := a.r, a.p, a.req, a.m, a.adm
 	ctx := r.Context()
 	s.obs.InFlight(1)
+	x.inFlight = true
 	x.forwardAt = s.now()
 	affinity := rec.SessionID
 	if affinity == "" {
@@ -590,7 +596,6 @@ func (s *Server) forward(w http.ResponseWriter, x *exchange) {
 func (s *Server) complete(x *exchange, res *proxy.Result) {
 	a, rec := x.a, x.rec
 	ctx := a.r.Context()
-	defer s.obs.InFlight(-1)
 	x.up.End(telemetry.UpstreamResult{
 		Status: res.Status, ErrorType: res.ErrorType, Reason: res.Reason, Usage: res.Usage,
 		Upstream: res.Served.Upstream, Model: res.Served.UpstreamModel, Failed: res.Served.Failed,
