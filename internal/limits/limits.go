@@ -572,12 +572,13 @@ func (e *Engine) rateHeaders(r *Reservation, values []int64) http.Header {
 }
 
 // Headers returns anthropic-ratelimit-* headers for the successful
-// response (may be empty).
+// response (may be nil). They belong to this reservation and are never
+// changed after Admit; callers copy them and must not modify them.
 func (r *Reservation) Headers() http.Header {
-	if r == nil || r.headers == nil {
-		return http.Header{}
+	if r == nil {
+		return nil
 	}
-	return r.headers.Clone()
+	return r.headers
 }
 
 // ContentCapture is the policy's content-capture mode ("": the

@@ -451,16 +451,36 @@ func copyResponseHeader(dst, src http.Header) {
 }
 
 func responseHeaderAllowed(k string) bool {
-	lk := strings.ToLower(k)
-	switch lk {
+	// Lower-case into a stack buffer: this runs for every upstream header
+	// of every response.
+	var a [64]byte
+	if len(k) > len(a) {
+		return responseHeaderAllowedLower([]byte(strings.ToLower(k)))
+	}
+	lk := a[:len(k)]
+	for i := range len(k) {
+		c := k[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lk[i] = c
+	}
+	return responseHeaderAllowedLower(lk)
+}
+
+func responseHeaderAllowedLower(lk []byte) bool {
+	switch string(lk) {
 	case "set-cookie", "set-cookie2", "www-authenticate", "anthropic-organization-id", "authorization", "x-api-key", "api-key":
 		return false
 	}
-	if strings.ContainsAny(lk, "_.") {
+	if bytes.ContainsAny(lk, "_.") {
 		return false
 	}
-	for _, bad := range []string{"token", "secret", "password", "credential", "apikey", "api-key"} {
-		if strings.Contains(lk, bad) && !strings.HasPrefix(lk, "anthropic-ratelimit-") {
+	if bytes.HasPrefix(lk, []byte("anthropic-ratelimit-")) {
+		return true
+	}
+	for _, bad := range [...]string{"token", "secret", "password", "credential", "apikey", "api-key"} {
+		if bytes.Contains(lk, []byte(bad)) {
 			return false
 		}
 	}

@@ -54,7 +54,10 @@ func TestResponseHeaderFilter(t *testing.T) {
 		"Set-Cookie": "a=b", "Www-Authenticate": "Bearer", "Anthropic-Organization-Id": "org", "X-Api-Key": "k",
 		"Connection": "close, X-Hop", "X-Hop": "1", "Transfer-Encoding": "chunked", "X_Secret": "1", "X-Upstream-Token": "t",
 		"Request-Id": "req_1", "Retry-After": "3", "Anthropic-Ratelimit-Tokens-Remaining": "1000", "Content-Type": "application/json",
-		"Apim-Request-Id": "a1",
+		"Apim-Request-Id": "a1", "X-Ms-Password-Hint": "p", "X-Apikey": "k",
+		// Past the 64-byte stack buffer the filter lower-cases into.
+		"X-A-Very-Long-Header-Name-Well-Past-Sixty-Four-Bytes-That-Carries-A-Secret": "s",
+		"X-A-Very-Long-Header-Name-Well-Past-Sixty-Four-Bytes-That-Is-Harmless":      "ok",
 	} {
 		src.Set(k, v)
 	}
@@ -65,7 +68,8 @@ func TestResponseHeaderFilter(t *testing.T) {
 		got = append(got, k)
 	}
 	sort.Strings(got)
-	want := []string{"Anthropic-Ratelimit-Tokens-Remaining", "Apim-Request-Id", "Content-Type", "Request-Id", "Retry-After"}
+	want := []string{"Anthropic-Ratelimit-Tokens-Remaining", "Apim-Request-Id", "Content-Type", "Request-Id", "Retry-After",
+		"X-A-Very-Long-Header-Name-Well-Past-Sixty-Four-Bytes-That-Is-Harmless"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("relayed %v, want %v", got, want)
 	}
