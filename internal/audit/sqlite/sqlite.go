@@ -226,11 +226,15 @@ func (s *Store) open(ctx context.Context) error {
 		return fmt.Errorf("audit sqlite: checkpoints: %w", err)
 	}
 	// SQLite's page cache is 2,000 KiB per connection by default, and
-	// modernc's allocator rounds each 16 KiB page (plus its header) up to
-	// a 32 KiB slot: six full caches would hold 24 MB. Readers serve
-	// occasional queries and the maintenance connection only checkpoints
-	// (which bypasses the cache), so they keep small ones; the writer
-	// keeps the default for the indexes it inserts into.
+	// modernc builds SQLite with SQLITE_ENABLE_MEMORY_MANAGEMENT: every
+	// connection in the process shares one page budget (the sum of their
+	// cache_size, in pages), and the writer, touching new pages all the
+	// time, grows into whatever the others are allowed and do not use.
+	// So every other connection in the process keeps a small cache
+	// (readers serve occasional queries, the maintenance connection only
+	// checkpoints, which bypasses the cache, and the revocation store's
+	// list is small); the writer keeps the default for the indexes it
+	// inserts into.
 	if s.reader, err = sql.Open("sqlite", base+"&_pragma=query_only(1)&_pragma=cache_size(-512)"); err != nil {
 		return fmt.Errorf("audit sqlite: %w", err)
 	}
