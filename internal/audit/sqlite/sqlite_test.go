@@ -137,3 +137,43 @@ func TestFsyncFailureIsFatal(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestWALStaysBoundedUnderSustainedWrites writes without a pause while the
+// background loop checkpoints: the WAL must keep restarting from its
+// beginning instead of growing by everything written. (A checkpoint run
+// beside the writer, on another connection, never caught up, and the WAL
+// grew to the size of the data written.)
+func TestWALStaysBoundedUnderSustainedWrites(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := sqlite.Open(ctx, sqlite.Options{Path: path, WALCheckpointInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const batches, per = 250, 64
+	var maxWAL int64
+	for b := range batches {
+		recs := make([]*audit.Record, per)
+		for i := range recs {
+			recs[i] = audittest.Sample(fmt.Sprintf("w%d-%d", b, i), 0)
+		}
+		if err := s.Begin(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(path + "-wal"); err == nil {
+			maxWAL = max(maxWAL, st.Size())
+		}
+	}
+	db, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("database %d bytes, largest WAL %d bytes", db.Size(), maxWAL)
+	if db.Size() < 8<<20 {
+		t.Fatalf("only %d bytes written; the test needs more to tell a bounded WAL from a growing one", db.Size())
+	}
+	if maxWAL > db.Size()/3 {
+		t.Fatalf("WAL grew to %d bytes for a %d-byte database: checkpoints are not keeping up", maxWAL, db.Size())
+	}
+}
