@@ -151,7 +151,7 @@ func TestWALStaysBoundedUnderSustainedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	const batches, per = 250, 64
+	const batches, per = 400, 64
 	var maxWAL int64
 	for b := range batches {
 		recs := make([]*audit.Record, per)
@@ -170,10 +170,13 @@ func TestWALStaysBoundedUnderSustainedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("database %d bytes, largest WAL %d bytes", db.Size(), maxWAL)
-	if db.Size() < 8<<20 {
+	if db.Size() < 16<<20 {
 		t.Fatalf("only %d bytes written; the test needs more to tell a bounded WAL from a growing one", db.Size())
 	}
-	if maxWAL > db.Size()/3 {
+	// Checkpoints every 10ms keep the WAL at a few MB; the bound leaves
+	// room for the background loop to be starved for a few hundred ms on
+	// a busy machine. Without the fix the WAL outgrew the database.
+	if maxWAL > db.Size()/2 {
 		t.Fatalf("WAL grew to %d bytes for a %d-byte database: checkpoints are not keeping up", maxWAL, db.Size())
 	}
 }

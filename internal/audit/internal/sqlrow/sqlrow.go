@@ -25,18 +25,23 @@ var Columns = []string{
 }
 
 // Args returns rec's values in Columns order.
-func Args(r *audit.Record) []any {
-	return []any{
+func Args(r *audit.Record) []any { return AppendArgs(make([]any, 0, len(Columns)), r) }
+
+// AppendArgs appends rec's values in Columns order to dst. Every value is
+// already of a database/sql/driver.Value type (string, int64, float64,
+// bool), so a store may bind them without database/sql's conversion.
+func AppendArgs(dst []any, r *audit.Record) []any {
+	return append(dst,
 		r.RequestID, r.Time.UnixNano(), string(r.State), r.Method, r.Path,
 		r.UserKey, r.TenantID, r.ObjectID, r.Subject, r.Issuer, r.UserName,
 		r.UserAgent, r.SessionID, r.ClientIP,
 		r.Model, r.UpstreamModel, r.Upstream, r.Stream,
-		r.Status, r.ErrorType, r.Reason, r.LatencyMS, r.TTFBMS, r.UpstreamRequestID,
+		int64(r.Status), r.ErrorType, r.Reason, r.LatencyMS, r.TTFBMS, r.UpstreamRequestID,
 		r.Usage.InputTokens, r.Usage.OutputTokens, r.Usage.CacheCreationInputTokens, r.Usage.CacheReadInputTokens,
 		r.Usage.CacheCreation5m, r.Usage.CacheCreation1h,
 		r.CostUSD, r.Instance,
 		r.Policy, joinList(r.Groups), joinList(r.FailedUpstreams),
-	}
+	)
 }
 
 // joinList stores a string list as JSON text ("" when empty).
