@@ -85,28 +85,21 @@ func (t *Tuner) Percent() int {
 	return t.set
 }
 
-func (t *Tuner) isStopped() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.stopped
-}
-
 // Runs is how many times the tuner has run (once at Start, then once per
 // collection).
 func (t *Tuner) Runs() uint64 { return t.runs.Load() }
 
 func (t *Tuner) arm() {
 	runtime.AddCleanup(new(sentinel), func(t *Tuner) {
-		if t.isStopped() {
-			return
+		if t.tune() {
+			t.arm()
 		}
-		t.tune()
-		t.arm()
 	}, t)
 }
 
-// tune runs at Start and then on the cleanup goroutine, one call at a time.
-func (t *Tuner) tune() {
+// tune runs at Start and then on the cleanup goroutine, one call at a
+// time. It reports whether the tuner is still running.
+func (t *Tuner) tune() bool {
 	metrics.Read(t.samples)
 	var v [3]uint64
 	for i, s := range t.samples {
@@ -116,10 +109,14 @@ func (t *Tuner) tune() {
 	}
 	p := Percent(v[0], v[1]+v[2], t.headroom)
 	t.mu.Lock()
-	if p != t.set && !t.stopped {
+	defer t.mu.Unlock()
+	if t.stopped {
+		return false
+	}
+	if p != t.set {
 		debug.SetGCPercent(p)
 		t.set = p
 	}
-	t.mu.Unlock()
 	t.runs.Add(1)
+	return true
 }
