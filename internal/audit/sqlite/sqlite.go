@@ -93,9 +93,8 @@ type Store struct {
 	// 35-column row, database/sql's per-argument conversion and
 	// bookkeeping cost a third as much as SQLite's own insert.
 	dInsert, dUpsert, dChain driverStmt
-	args                     []any               // statement arguments, reused under wmu
-	nv                       []driver.NamedValue // the same, as the driver takes them
-	dest                     []driver.Value      // RETURNING row
+	args                     []any               // a record's column values, reused under wmu
+	nv                       []driver.NamedValue // arguments as the driver takes them, reused under wmu
 
 	// Chain head, guarded by wmu.
 	headSeq  int64
@@ -420,9 +419,9 @@ type driverStmt interface {
 	driver.StmtQueryContext
 }
 
-// named returns args as the driver's arguments, in a buffer reused under
+// bind returns args as the driver's arguments, in a buffer reused under
 // wmu.
-func (s *Store) named(args []any) []driver.NamedValue {
+func (s *Store) bind(args ...any) []driver.NamedValue {
 	s.nv = s.nv[:0]
 	for i, a := range args {
 		s.nv = append(s.nv, driver.NamedValue{Ordinal: i + 1, Value: a})
@@ -447,7 +446,7 @@ func (s *Store) writeRecords(ctx context.Context, recs []*audit.Record, begin bo
 			s.args = sqlrow.AppendArgs(s.args[:0], r)
 			if begin {
 				kind = audit.EntryBegin
-				res, err := s.dInsert.ExecContext(ctx, s.named(s.args))
+				res, err := s.dInsert.ExecContext(ctx, s.bind(s.args...))
 				if err != nil {
 					return fmt.Errorf("audit sqlite: insert %s: %w", r.RequestID, err)
 				}
@@ -476,14 +475,12 @@ func (s *Store) writeRecords(ctx context.Context, recs []*audit.Record, begin bo
 
 // upsert runs dUpsert with s.args and returns the row's seq and time_ns.
 func (s *Store) upsert(ctx context.Context) (seq, ns int64, err error) {
-	rows, err := s.dUpsert.QueryContext(ctx, s.named(s.args))
+	rows, err := s.dUpsert.QueryContext(ctx, s.bind(s.args...))
 	if err != nil {
 		return 0, 0, err
 	}
-	if len(s.dest) < 2 {
-		s.dest = make([]driver.Value, 2)
-	}
-	err = rows.Next(s.dest[:2])
+	var dest [2]driver.Value
+	err = rows.Next(dest[:])
 	if cerr := rows.Close(); err == nil {
 		err = cerr
 	}
@@ -493,10 +490,10 @@ func (s *Store) upsert(ctx context.Context) (seq, ns int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	seq, ok1 := s.dest[0].(int64)
-	ns, ok2 := s.dest[1].(int64)
+	seq, ok1 := dest[0].(int64)
+	ns, ok2 := dest[1].(int64)
 	if !ok1 || !ok2 {
-		return 0, 0, fmt.Errorf("upsert returned %T, %T", s.dest[0], s.dest[1])
+		return 0, 0, fmt.Errorf("upsert returned %T, %T", dest[0], dest[1])
 	}
 	return seq, ns, nil
 }
@@ -537,10 +534,7 @@ func (s *Store) appendRaw(ctx context.Context, kind, key string, payload []byte)
 func (s *Store) appendEntry(ctx context.Context, kind, key string, payload []byte) error {
 	seq := s.headSeq + 1
 	h := audit.HashEntry(s.head, seq, kind, key, payload)
-	s.args = append(s.args[:0], seq, kind, key, payload, s.head, h)
-	_, err := s.dChain.ExecContext(ctx, s.named(s.args))
-	clear(s.args)
-	if err != nil {
+	if _, err := s.dChain.ExecContext(ctx, s.bind(seq, kind, key, payload, s.head, h)); err != nil {
 		if strings.Contains(err.Error(), "UNIQUE constraint failed: audit_chain.seq") {
 			return fmt.Errorf("%w: %w", errChainMoved, err)
 		}
