@@ -9,11 +9,24 @@
 // machine; at start-up every entry the inner store may not have is replayed.
 // If the journal cannot be written, or the inner store falls too far behind
 // (the high-water mark), Begin fails and the gateway fails closed.
+//
+// A segment is a file of entries (length uint32 | crc32c uint32 | kind byte
+// | JSON record) after a 16-byte file header: magic, format version and a
+// random nonce that seeds every entry's checksum. Segments wholly ingested
+// are kept as spares (at most MaxSpares, for at most a minute) and reused
+// for the next segments: overwriting pages the kernel still caches costs
+// about half as much as growing a new file, which is most of a journal
+// append. A reused file gets a fresh nonce, written and synced before it
+// takes its new name, so entries left over from its earlier use never
+// verify: replay stops at the first of them, as at a torn tail. Segments
+// of format 1 (no file header, unseeded checksums) are still replayed.
 package journal
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -73,6 +86,18 @@ const (
 	kindFinish byte = 'F'
 	headerLen       = 9 // length uint32 | crc32c uint32 | kind byte
 	maxEntry        = 16 << 20
+
+	// fileHeaderLen is the segment file header: fileMagic, then a
+	// random nonce (8 bytes) that seeds the entries' checksums.
+	fileHeaderLen = 16
+	fileMagic     = "GHAJ\x02\x00\x00\x00" // "GHAJ", format version 2 (uint32 LE)
+
+	// MaxSpares is how many ingested segment files are kept for reuse.
+	MaxSpares = 2
+	// spareMaxAge: an older spare is removed instead of reused, since the
+	// kernel may no longer cache its pages (overwriting part of an
+	// uncached page reads it from disk first).
+	spareMaxAge = time.Minute
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -104,6 +129,7 @@ type Store struct {
 	f       *os.File
 	seg     int64
 	off     int64
+	seed    uint32 // checksum seed of the current segment (from its nonce)
 	dirty   bool
 	queue   []*entry // pointers: the ingester drops the head and appends grow the tail, so only pointers get copied
 	pending int64    // bytes journaled, not yet ingested
@@ -185,7 +211,36 @@ func (s *Store) segPath(n int64) string {
 	return filepath.Join(s.opts.Dir, fmt.Sprintf("audit-%016d.journal", n))
 }
 
+func (s *Store) sparePath(n int64) string {
+	return filepath.Join(s.opts.Dir, fmt.Sprintf("audit-%016d.spare", n))
+}
+
 func (s *Store) markerPath() string { return filepath.Join(s.opts.Dir, "ingested") }
+
+// spares lists the spare segment files, oldest number first.
+func (s *Store) spares() []string {
+	names, _ := filepath.Glob(filepath.Join(s.opts.Dir, "audit-*.spare"))
+	sort.Strings(names)
+	return names
+}
+
+// retire disposes of segment n once everything in it is ingested: it
+// becomes a spare while there are fewer than MaxSpares, else it is removed.
+func (s *Store) retire(n int64) {
+	path := s.segPath(n)
+	if len(s.spares()) < MaxSpares && os.Rename(path, s.sparePath(n)) == nil {
+		return
+	}
+	_ = os.Remove(path)
+}
+
+// removeSpares deletes every spare (at Close: a stopped gateway leaves no
+// journal files behind).
+func (s *Store) removeSpares() {
+	for _, p := range s.spares() {
+		_ = os.Remove(p)
+	}
+}
 
 func (s *Store) segments() ([]int64, error) {
 	names, err := filepath.Glob(filepath.Join(s.opts.Dir, "audit-*.journal"))
@@ -263,7 +318,7 @@ func (s *Store) replay(ctx context.Context) (int64, error) {
 		s.log.Info("audit journal: replayed entries into the audit store", slog.Int("entries", replayed))
 	}
 	for _, n := range segs {
-		_ = os.Remove(s.segPath(n))
+		s.retire(n)
 	}
 	if err := s.writeMarker(last+1, 0); err != nil {
 		return 0, fmt.Errorf("audit journal: %w", err)
@@ -279,6 +334,22 @@ func readSegment(path string, start int64) ([]entry, int64, error) {
 		return nil, -1, fmt.Errorf("audit journal: %w", err)
 	}
 	defer f.Close()
+	// Format 2 starts with the file header; format 1 (no header, seed 0)
+	// starts with an entry, whose length can never read as the magic.
+	var seed uint32
+	var fh [fileHeaderLen]byte
+	n, _ := io.ReadFull(f, fh[:])
+	magic := []byte(fileMagic[:4])
+	switch {
+	case n == fileHeaderLen && bytes.Equal(fh[:4], magic):
+		if v := binary.LittleEndian.Uint32(fh[4:8]); v != 2 {
+			return nil, -1, fmt.Errorf("audit journal: %s is in journal format %d, which this version cannot read; start the version that wrote it to drain the journal", path, v)
+		}
+		seed = nonceSeed(fh[len(fileMagic):])
+		start = max(start, fileHeaderLen)
+	case n > 0 && n < fileHeaderLen && bytes.HasPrefix(magic, fh[:min(n, 4)]):
+		return nil, 0, nil // a torn file header: nothing in the file was acknowledged
+	}
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
 		return nil, -1, err
 	}
@@ -302,7 +373,7 @@ func readSegment(path string, start int64) ([]entry, int64, error) {
 		if _, err := io.ReadFull(r, payload); err != nil {
 			return out, off, nil
 		}
-		c := crc32.Update(crc32.Update(0, crcTable, hdr[8:9]), crcTable, payload)
+		c := crc32.Update(crc32.Update(seed, crcTable, hdr[8:9]), crcTable, payload)
 		if c != sum {
 			return out, off, nil
 		}
@@ -316,18 +387,84 @@ func readSegment(path string, start int64) ([]entry, int64, error) {
 	}
 }
 
+// nonceSeed is the checksum seed of a segment with the given nonce.
+func nonceSeed(nonce []byte) uint32 { return crc32.Update(0, crcTable, nonce) }
+
+// newFileHeader returns a segment file header with a fresh nonce.
+func newFileHeader() []byte {
+	h := make([]byte, fileHeaderLen)
+	copy(h, fileMagic)
+	rand.Read(h[len(fileMagic):])
+	return h
+}
+
+// openSegment makes segment n the one appended to: a recent spare when
+// there is one, else a new file.
 func (s *Store) openSegment(n int64) error {
-	f, err := os.OpenFile(s.segPath(n), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	hdr := newFileHeader()
+	f, err := s.reuseSpare(n, hdr)
 	if err != nil {
-		return fmt.Errorf("audit journal: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
 		return err
 	}
-	s.f, s.seg, s.off = f, n, st.Size()
+	if f == nil {
+		if f, err = os.OpenFile(s.segPath(n), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err != nil {
+			return fmt.Errorf("audit journal: %w", err)
+		}
+		if _, err := f.WriteAt(hdr, 0); err != nil {
+			f.Close()
+			return fmt.Errorf("audit journal: %w", err)
+		}
+	}
+	s.f, s.seg, s.off, s.seed = f, n, fileHeaderLen, nonceSeed(hdr[len(fileMagic):])
 	return nil
+}
+
+// reuseSpare turns the newest recent spare into segment n and returns it
+// open for writing (nil when there is none). The new header, and so the
+// new nonce, is on disk before the file takes the segment's name, so no
+// replay can read the spare's old entries as segment n's.
+func (s *Store) reuseSpare(n int64, hdr []byte) (*os.File, error) {
+	spares := s.spares()
+	for i := len(spares) - 1; i >= 0; i-- {
+		path := spares[i]
+		if st, err := os.Stat(path); err != nil || time.Since(st.ModTime()) > spareMaxAge {
+			_ = os.Remove(path)
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0o600)
+		if err != nil {
+			_ = os.Remove(path)
+			continue
+		}
+		if _, err := f.WriteAt(hdr, 0); err != nil {
+			f.Close()
+			_ = os.Remove(path)
+			continue
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			_ = os.Remove(path)
+			continue
+		}
+		if err := f.Close(); err != nil {
+			_ = os.Remove(path)
+			continue
+		}
+		if err := os.Rename(path, s.segPath(n)); err != nil {
+			_ = os.Remove(path)
+			continue
+		}
+		f, err = os.OpenFile(s.segPath(n), os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("audit journal: %w", err)
+		}
+		prefetch(f)
+		for _, older := range spares[:i] {
+			_ = os.Remove(older) // only the newest is worth keeping warm
+		}
+		return f, nil
+	}
+	return nil, nil
 }
 
 // Begin journals new records; they are durable (at the configured level)
@@ -371,13 +508,13 @@ func (s *Store) append(kind byte, recs []*audit.Record) error {
 		hdr, payload := buf[start:start+headerLen], buf[start+headerLen:]
 		binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(payload)))
 		hdr[8] = kind
-		binary.LittleEndian.PutUint32(hdr[4:8], crc32.Update(crc32.Update(0, crcTable, hdr[8:9]), crcTable, payload))
+		binary.LittleEndian.PutUint32(hdr[4:8], crc32.Update(crc32.Update(s.seed, crcTable, hdr[8:9]), crcTable, payload))
 		size := int64(headerLen + len(payload))
 		off += size
 		ents = append(ents, entry{kind: kind, rec: *r, seg: s.seg, end: off, size: size, at: now, n: s.written + uint64(len(ents))})
 	}
 	s.wbuf = buf
-	if _, err := s.f.Write(buf); err != nil {
+	if _, err := s.f.WriteAt(buf, s.off); err != nil {
 		// A short write leaves a torn entry; replay truncates it. Nothing
 		// was acknowledged, so the caller fails closed.
 		return fmt.Errorf("audit journal: write: %w", err)
@@ -418,6 +555,12 @@ func (s *Store) append(kind byte, recs []*audit.Record) error {
 }
 
 func (s *Store) rotateLocked() error {
+	// A reused file may extend past the last entry with what it held
+	// before: cut that off, so a finished segment ends at its last entry.
+	if err := s.f.Truncate(s.off); err != nil {
+		s.fatal = fmt.Errorf("audit journal: truncating a finished segment: %w", err)
+		return s.fatal
+	}
 	if err := s.f.Sync(); err != nil {
 		s.fatal = fmt.Errorf("audit journal: fsync failed: %w", err)
 		return s.fatal
@@ -542,10 +685,10 @@ func (s *Store) ingestLoop() {
 				s.log.Warn("audit journal: recording progress failed (entries may be replayed twice)", slog.String("cause", err.Error()))
 			}
 		}
-		// Segments wholly ingested are removed once, when ingestion moves
-		// past them.
+		// Segments wholly ingested are retired (kept as a spare or
+		// removed) once, when ingestion moves past them.
 		for ; removeFrom < lastE.seg && removeFrom < cur; removeFrom++ {
-			_ = os.Remove(s.segPath(removeFrom))
+			s.retire(removeFrom)
 		}
 	}
 }
@@ -750,6 +893,7 @@ func (s *Store) Close() error {
 		for _, n := range segs {
 			_ = os.Remove(s.segPath(n))
 		}
+		s.removeSpares()
 		_ = s.writeMarker(s.seg+1, 0)
 	}
 	return errors.Join(flushErr, syncErr, closeErr, s.inner.Close())

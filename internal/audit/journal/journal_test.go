@@ -2,10 +2,13 @@ package journal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -241,12 +244,27 @@ func TestHighWaterFailsClosed(t *testing.T) {
 	s.Close()
 }
 
-func TestSegmentsRotateAndAreRemoved(t *testing.T) {
+// TestSegmentsRotateAndAreRetired: ingested segments become spares (at
+// most MaxSpares) that later segments reuse; Close leaves no file behind.
+func TestSegmentsRotateAndAreRetired(t *testing.T) {
 	dir := t.TempDir()
 	inner := newMem()
 	s, _ := Open(context.Background(), inner, Options{Dir: dir, SegmentBytes: 1024, Sync: SyncAlways})
+	reused := 0
 	for i := 0; i < 200; i++ {
+		seg := s.seg
 		s.Begin(context.Background(), []*audit.Record{rec(i, audit.StateBegun)})
+		if i%10 == 0 {
+			s.Flush(context.Background())
+		}
+		if s.seg != seg {
+			if st, err := os.Stat(s.segPath(s.seg)); err == nil && st.Size() > fileHeaderLen {
+				reused++
+			}
+		}
+		if n := len(spareFiles(t, dir)); n > MaxSpares {
+			t.Fatalf("%d spares", n)
+		}
 	}
 	s.Flush(context.Background())
 	time.Sleep(50 * time.Millisecond)
@@ -257,7 +275,14 @@ func TestSegmentsRotateAndAreRemoved(t *testing.T) {
 	if len(inner.recs) != 200 {
 		t.Fatalf("%d records", len(inner.recs))
 	}
+	if reused == 0 {
+		t.Fatal("no segment reused a spare")
+	}
 	s.Close()
+	left, _ := filepath.Glob(filepath.Join(dir, "audit-*"))
+	if len(left) != 0 {
+		t.Fatalf("files left after Close: %v", left)
+	}
 }
 
 func BenchmarkBegin(b *testing.B) {
@@ -413,4 +438,162 @@ func crash(s *Store) {
 	close(s.stop)
 	s.wg.Wait()
 	s.f.Close()
+}
+
+// spareFiles lists dir's spare segment files.
+func spareFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.spare"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// TestReusedSegmentLeftoversAreNeverReplayed: a reused segment file still
+// holds the entries of its earlier use past what was written since. Their
+// checksums were seeded with the old nonce, so a replay after a crash
+// applies only the new entries (applying the old ones again would put
+// finished records back to begun).
+func TestReusedSegmentLeftoversAreNeverReplayed(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s1, err := Open(ctx, newMem(), Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if err := s1.Begin(ctx, []*audit.Record{rec(i, audit.StateBegun)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s1.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := s1.segPath(s1.seg)
+	crash(s1)
+	// Retire the segment as the ingester would once it is ingested.
+	if err := os.Rename(old, filepath.Join(dir, "audit-0000000000000001.spare")); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "ingested"))
+
+	inner2 := newMem()
+	s2, err := Open(ctx, inner2, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inner2.recs) != 0 {
+		t.Fatalf("a spare was replayed: %d records", len(inner2.recs))
+	}
+	if got := spareFiles(t, dir); len(got) != 0 {
+		t.Fatalf("spare not reused: %v", got)
+	}
+	st, err := os.Stat(s2.segPath(s2.seg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() <= fileHeaderLen*10 {
+		t.Fatalf("the new segment is a fresh file (%d bytes), not the reused spare", st.Size())
+	}
+	// Nothing written yet: the reused file holds only leftovers.
+	if ents, _, err := readSegment(s2.segPath(s2.seg), 0); err != nil || len(ents) != 0 {
+		t.Fatalf("reused segment reads %d entries (err %v), want 0", len(ents), err)
+	}
+	inner2.failing.Store(true) // what follows stays in the journal only
+	for i := 100; i < 103; i++ {
+		if err := s2.Begin(ctx, []*audit.Record{rec(i, audit.StateBegun)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash(s2)
+
+	inner3 := newMem()
+	s3, err := Open(ctx, inner3, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	if len(inner3.recs) != 3 {
+		t.Fatalf("replayed %d records, want the 3 written after reuse", len(inner3.recs))
+	}
+	for i := 100; i < 103; i++ {
+		if _, ok := inner3.recs[rec(i, audit.StateBegun).RequestID]; !ok {
+			t.Fatalf("record %d not replayed", i)
+		}
+	}
+}
+
+// TestFormat1SegmentIsReplayed: a segment written by an earlier version
+// (no file header, unseeded checksums) is still replayed.
+func TestFormat1SegmentIsReplayed(t *testing.T) {
+	dir := t.TempDir()
+	var file []byte
+	for i := range 3 {
+		payload, err := audit.AppendJSON(nil, rec(i, audit.StateBegun))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr := make([]byte, headerLen)
+		binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(payload)))
+		hdr[8] = kindBegin
+		binary.LittleEndian.PutUint32(hdr[4:8], crc32.Update(crc32.Update(0, crcTable, hdr[8:9]), crcTable, payload))
+		file = append(append(file, hdr...), payload...)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "audit-0000000000000007.journal"), file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inner := newMem()
+	s, err := Open(context.Background(), inner, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(inner.recs) != 3 {
+		t.Fatalf("replayed %d records of a format-1 segment, want 3", len(inner.recs))
+	}
+	if s.seg != 8 {
+		t.Fatalf("new segment %d, want 8", s.seg)
+	}
+}
+
+// TestUnknownFormatRefusesToStart: a segment of a newer format is not
+// mistaken for a torn file (truncating it would lose its records).
+func TestUnknownFormatRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit-0000000000000001.journal")
+	if err := os.WriteFile(path, []byte("GHAJ\x03\x00\x00\x00nonce123more-entries"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), newMem(), Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "journal format 3") {
+		t.Fatalf("Open = %v, want a refusal naming format 3", err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+		t.Fatalf("the segment was altered: %v", err)
+	}
+}
+
+// TestStaleSparesAreRemoved: a spare idle longer than spareMaxAge may be
+// out of the page cache; it is deleted rather than reused.
+func TestStaleSparesAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	spare := filepath.Join(dir, "audit-0000000000000003.spare")
+	if err := os.WriteFile(spare, make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-2 * spareMaxAge)
+	if err := os.Chtimes(spare, past, past); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), newMem(), Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(spare); !os.IsNotExist(err) {
+		t.Fatalf("stale spare still there (%v)", err)
+	}
+	if st, err := os.Stat(s.segPath(s.seg)); err != nil || st.Size() != fileHeaderLen {
+		t.Fatalf("new segment: %v, %d bytes; want a fresh file", err, st.Size())
+	}
 }
