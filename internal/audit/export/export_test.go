@@ -42,7 +42,13 @@ type receiver struct {
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := rc.n.Add(1)
-	body, _ := io.ReadAll(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		// The exporter's attempt timeout cut the upload short (a loaded
+		// machine): like a real receiver, reject it; the batch is retried.
+		http.Error(w, "incomplete body", http.StatusBadRequest)
+		return
+	}
 	if rc.check != nil {
 		if err := rc.check(r); err != nil {
 			rc.badRequest.Add(1)
