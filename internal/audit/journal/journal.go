@@ -75,7 +75,11 @@ type Options struct {
 	// ingested, so that a request finishing within it reaches the inner
 	// store as one write of its final version instead of a begin and a
 	// finish (half the store's work per request). Flush and Close do not
-	// wait for it. Default 500ms; negative: no window.
+	// wait for it. Default 200ms: fast requests (denials, errors, short
+	// answers) take far less, model calls mostly far more, and the queued
+	// records it holds are most of the live heap the garbage collector
+	// marks (at 10,000 requests/s, 500ms held 12 of 16 MB). Negative: no
+	// window.
 	FinishWindow time.Duration
 	// Logger receives ingestion errors. Default: discard.
 	Logger *slog.Logger
@@ -183,7 +187,7 @@ func Open(ctx context.Context, inner audit.Store, opts Options) (*Store, error) 
 		opts.IngestDelay = 100 * time.Millisecond
 	}
 	if opts.FinishWindow == 0 {
-		opts.FinishWindow = 500 * time.Millisecond
+		opts.FinishWindow = 200 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
