@@ -745,15 +745,15 @@ func (s *Store) coalesceLocked(n int) (skip map[int]bool, final map[string]*audi
 		}
 		j := int(last - s.done)
 		skip[j] = true
-		r := s.queue[j].rec
-		final[e.rec.RequestID] = &r
+		final[e.rec.RequestID] = &s.queue[j].rec // the Finish is skipped: its copy goes in the Begin's place
 	}
 	return skip, final
 }
 
 // applyLive writes one batch: each Begin in the final state of its last
 // merged Finish, then the Finishes not merged, as (at most) two inner-store
-// calls. Writing the batch's Begins before its Finishes is safe: a Finish
+// calls. The inner store gets the queued entries' own records (it may set
+// their Seq): only the ingester reads them once they are queued. Writing the batch's Begins before its Finishes is safe: a Finish
 // whose Begin is in the same batch is always merged into it.
 func (s *Store) applyLive(ctx context.Context, batch []*entry, merged map[int]bool, final map[string]*audit.Record) error {
 	var begins, finishes []*audit.Record
@@ -762,14 +762,12 @@ func (s *Store) applyLive(ctx context.Context, batch []*entry, merged map[int]bo
 		case e.applied || merged[i]:
 		case e.kind == kindBegin:
 			if f, ok := final[e.rec.RequestID]; ok {
-				begins = append(begins, f) // already a copy, made by coalesceLocked
+				begins = append(begins, f)
 				continue
 			}
-			r := e.rec // a copy: the store sets Seq, and the queue is shared
-			begins = append(begins, &r)
+			begins = append(begins, &e.rec)
 		default:
-			r := e.rec
-			finishes = append(finishes, &r)
+			finishes = append(finishes, &e.rec)
 		}
 	}
 	if len(begins) > 0 {
