@@ -107,6 +107,7 @@ type Engine struct {
 	idSeq    atomic.Uint64
 	stats    stats
 	unpriced sync.Map // model+upstream already warned about
+	keys     keyCache
 }
 
 type stats struct {
@@ -315,14 +316,14 @@ func (e *Engine) Admit(ctx context.Context, p identity.Principal, req Request) (
 	}
 	r.ops, r.counters = make([]Op, 0, n), make([]counter, 0, n) // held for the request's life: no spare capacity
 	failOpen := true
-	e.addScope(r, now, "user", eff.Name, "", "u:"+HashKey(p.Key), eff.Limits, eff.Shadow)
+	e.addScope(r, now, "user", eff.Name, "", 'u', p.Key, eff.Limits, eff.Shadow)
 	if len(r.ops) > 0 && !eff.FailOpen {
 		failOpen = false
 	}
 	for _, g := range eff.Groups {
 		r.groups = append(r.groups, g.Group)
 		n := len(r.ops)
-		e.addScope(r, now, "group", g.Name, g.Group, "g:"+HashKey(g.Group), g.Limits, g.Shadow)
+		e.addScope(r, now, "group", g.Name, g.Group, 'g', g.Group, g.Limits, g.Shadow)
 		if len(r.ops) > n && !g.FailOpen {
 			failOpen = false
 		}
@@ -439,13 +440,11 @@ func limitCount(l policy.Limits) int {
 	return n
 }
 
-func (e *Engine) addScope(r *Reservation, now time.Time, scope, name, group, id string, l policy.Limits, soft bool) {
-	t := now.In(e.loc)
-	minute := t.Truncate(time.Minute)
-	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, e.loc)
-	month := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, e.loc)
-	minuteEnd, dayEnd, monthEnd := minute.Add(time.Minute), day.AddDate(0, 0, 1), month.AddDate(0, 1, 0)
-	base := e.prefix + ":" + id + ":"
+func (e *Engine) addScope(r *Reservation, now time.Time, scope, name, group string, kind byte, id string, l policy.Limits, soft bool) {
+	if limitCount(l) == 0 {
+		return
+	}
+	w := e.windowKeys(kind, id, now)
 	add := func(rule string, limit, amount int64, key string, kind Kind, reset time.Time, ttl time.Duration) {
 		if limit <= 0 {
 			return
@@ -454,11 +453,11 @@ func (e *Engine) addScope(r *Reservation, now time.Time, scope, name, group, id 
 		r.ops = append(r.ops, Op{Key: key, Kind: kind, Amount: amount, Limit: limit, Soft: soft, TTL: ttl})
 	}
 	win := func(end time.Time) time.Duration { return end.Sub(now) + e.lease }
-	add(RuleRequestsPerMinute, l.RequestsPerMinute, 1, base+"rpm:"+strconv.FormatInt(minute.Unix(), 10), Counter, minuteEnd, win(minuteEnd))
-	add(RuleTokensPerMinute, l.TokensPerMinute, r.holdTokens, base+"tpm:"+strconv.FormatInt(minute.Unix(), 10), Counter, minuteEnd, win(minuteEnd))
-	add(RuleTokensPerDay, l.TokensPerDay, r.holdTokens, base+"tpd:"+day.Format("20060102"), Counter, dayEnd, win(dayEnd))
-	add(RuleUSDPerMonth, int64(pricing.FromUSD(l.USDPerMonth)), int64(r.holdNano), base+"usd:"+month.Format("200601"), Counter, monthEnd, win(monthEnd))
-	add(RuleConcurrentStreams, l.ConcurrentStreams, 1, base+"conc", Lease, time.Time{}, e.lease)
+	add(RuleRequestsPerMinute, l.RequestsPerMinute, 1, w.rpm, Counter, w.minuteEnd, win(w.minuteEnd))
+	add(RuleTokensPerMinute, l.TokensPerMinute, r.holdTokens, w.tpm, Counter, w.minuteEnd, win(w.minuteEnd))
+	add(RuleTokensPerDay, l.TokensPerDay, r.holdTokens, w.tpd, Counter, w.dayEnd, win(w.dayEnd))
+	add(RuleUSDPerMonth, int64(pricing.FromUSD(l.USDPerMonth)), int64(r.holdNano), w.usd, Counter, w.monthEnd, win(w.monthEnd))
+	add(RuleConcurrentStreams, l.ConcurrentStreams, 1, w.conc, Lease, time.Time{}, e.lease)
 }
 
 // denial builds the denial for the first counter over its limit. values
