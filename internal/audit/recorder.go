@@ -163,8 +163,8 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 // transaction, Begin returns ctx.Err(): the request must not be forwarded,
 // though the record may still be written. A caller that finds no
 // transaction in progress writes inline and returns when that write ends
-// (bounded by WriteTimeout). Begin copies rec; the caller keeps ownership
-// of it.
+// (bounded by WriteTimeout). Nothing keeps rec once Begin returns (a
+// queued record is copied first); the caller keeps ownership of it.
 func (r *Recorder) Begin(ctx context.Context, rec *Record) error {
 	if rec.RequestID == "" {
 		return ErrNoRequestID
@@ -175,17 +175,24 @@ func (r *Recorder) Begin(ctx context.Context, rec *Record) error {
 	if rec.State == "" {
 		rec.State = StateBegun
 	}
-	cp := *rec
-	req := &beginReq{rec: &cp, done: make(chan error, 1)}
+	req := &beginReq{rec: rec, done: make(chan error, 1)}
 
 	r.qmu.Lock()
 	if r.closed {
 		r.qmu.Unlock()
 		return r.unavailable(fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed), 1)
 	}
+	inline := !r.writing
+	if !inline {
+		// Queued behind another write: this Begin may return (ctx) before
+		// its record is written, and the caller keeps its record, so the
+		// write uses a copy. Inline, the caller waits for its own write.
+		cp := *rec
+		req.rec = &cp
+	}
 	r.begins = append(r.begins, req)
 	r.beginQueue.Add(1)
-	if !r.writing {
+	if inline {
 		// Nobody is writing: this caller writes its own record inline
 		// (no goroutine hand-off at low concurrency) and leaves whatever
 		// queued meanwhile to the begin loop.
@@ -199,7 +206,7 @@ func (r *Recorder) Begin(ctx context.Context, rec *Record) error {
 	select {
 	case err := <-req.done:
 		if err == nil {
-			rec.Seq = cp.Seq
+			rec.Seq = req.rec.Seq
 		}
 		return err
 	case <-ctx.Done():
