@@ -105,6 +105,15 @@ type Store interface {
 	Close() error
 }
 
+// LocalStore is implemented by stores whose writes wait on nothing a
+// context could cancel (the journal: a write(2) under a mutex). The
+// Recorder gives their writes no deadline of their own, which saves a
+// timer per write.
+type LocalStore interface {
+	Store
+	LocalWrites()
+}
+
 // Recoverer is implemented by stores that can close records left begun by a
 // crashed gateway. The gateway calls Recover once at start-up, before it
 // serves traffic; `gatehouse audit list` never does.

@@ -40,7 +40,7 @@ type RecorderOptions struct {
 	// Default 512.
 	MaxBatch int
 	// WriteTimeout bounds one store call (detached from request contexts).
-	// Default 5s.
+	// Default 5s. Not applied to a LocalStore.
 	WriteTimeout time.Duration
 	// Logger receives one line per failed write. Default: discard.
 	Logger *slog.Logger
@@ -76,7 +76,7 @@ type Recorder struct {
 	failOpen   bool
 	interval   time.Duration
 	maxBatch   int
-	timeout    time.Duration
+	timeout    time.Duration // per store write; 0: none (a LocalStore)
 	log        *slog.Logger
 	now        Clock
 	kick       chan struct{} // wakes the finish loop early
@@ -140,6 +140,9 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 	}
 	if r.timeout <= 0 {
 		r.timeout = 5 * time.Second
+	}
+	if _, ok := r.store.(LocalStore); ok {
+		r.timeout = 0
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -301,8 +304,12 @@ func (r *Recorder) beginResult(err error) error {
 // write performs one store call with a detached, bounded context and keeps
 // the counters.
 func (r *Recorder) write(begin bool, recs []*Record) error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-	defer cancel()
+	ctx := context.Background()
+	if r.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
 	t0 := time.Now()
 	var err error
 	if begin {

@@ -386,3 +386,52 @@ func TestRecordWithoutRequestID(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// deadlineStore records whether each write's context had a deadline.
+type deadlineStore struct {
+	audit.Store
+	mu        sync.Mutex
+	deadlines []bool
+}
+
+func (d *deadlineStore) Begin(ctx context.Context, recs []*audit.Record) error {
+	_, ok := ctx.Deadline()
+	d.mu.Lock()
+	d.deadlines = append(d.deadlines, ok)
+	d.mu.Unlock()
+	return d.Store.Begin(ctx, recs)
+}
+
+// localStore is a deadlineStore that declares its writes local.
+type localStore struct{ *deadlineStore }
+
+func (localStore) LocalWrites() {}
+
+// TestWriteDeadlineOnlyForStoresThatWait: a store's writes get
+// WriteTimeout as a deadline, except a LocalStore's (a journal append
+// cannot be cancelled, so the timer would be pure cost).
+func TestWriteDeadlineOnlyForStoresThatWait(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		local bool
+	}{{"store", false}, {"local store", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, s := newStore(t)
+			ds := &deadlineStore{Store: s}
+			var store audit.Store = ds
+			if tc.local {
+				store = localStore{ds}
+			}
+			r := audit.NewRecorder(audit.RecorderOptions{Store: store, WriteTimeout: time.Minute})
+			defer r.Close(context.Background())
+			if err := r.Begin(context.Background(), audittest.Sample("d1", 0)); err != nil {
+				t.Fatal(err)
+			}
+			ds.mu.Lock()
+			defer ds.mu.Unlock()
+			if len(ds.deadlines) != 1 || ds.deadlines[0] == tc.local {
+				t.Fatalf("deadlines %v; want one write, with a deadline: %v", ds.deadlines, !tc.local)
+			}
+		})
+	}
+}

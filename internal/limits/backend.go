@@ -62,3 +62,11 @@ type Backend interface {
 	// Lease op's key. Ops with a non-positive TTL are skipped.
 	Settle(ctx context.Context, id string, now time.Time, ops []Op) error
 }
+
+// LocalBackend is implemented by backends that answer in-process without
+// waiting on I/O (memory). The engine settles on them without a deadline
+// of its own, which saves a timer per request.
+type LocalBackend interface {
+	Backend
+	LocalCounters()
+}

@@ -80,7 +80,8 @@ type Options struct {
 	// never released (gateway crash); zero: 61 minutes. Windows are also
 	// kept this long after they end so late settles still land.
 	StreamLease time.Duration
-	// SettleTimeout bounds one Settle; zero: 5 seconds.
+	// SettleTimeout bounds one Settle; zero: 5 seconds. Not applied to a
+	// LocalBackend.
 	SettleTimeout time.Duration
 	// CountCacheReads makes token limits count cache reads too. By default
 	// (false) token limits count uncached input, cache writes and output,
@@ -682,8 +683,12 @@ func (r *Reservation) settle(ctx context.Context, u anthropic.Usage) float64 {
 	if len(ops) == 0 {
 		return cost.USD()
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.settleTO)
-	defer cancel()
+	sctx := context.WithoutCancel(ctx)
+	if _, local := e.backend.(LocalBackend); !local {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(sctx, e.settleTO)
+		defer cancel()
+	}
 	if err := e.backend.Settle(sctx, r.id, now, ops); err != nil {
 		e.stats.backendErrors.Add(1)
 		e.stats.settleErrors.Add(1)

@@ -312,3 +312,46 @@ func TestReservationOpsAreExact(t *testing.T) {
 		t.Fatalf("ops: len %d cap %d, want 7 and 7", len(b.ops), cap(b.ops))
 	}
 }
+
+// settleDeadlines wraps a backend and records whether each Settle's
+// context had a deadline.
+type settleDeadlines struct {
+	limits.Backend
+	deadlines []bool
+}
+
+func (s *settleDeadlines) Settle(ctx context.Context, id string, now time.Time, ops []limits.Op) error {
+	_, ok := ctx.Deadline()
+	s.deadlines = append(s.deadlines, ok)
+	return s.Backend.Settle(ctx, id, now, ops)
+}
+
+type localSettleDeadlines struct{ *settleDeadlines }
+
+func (localSettleDeadlines) LocalCounters() {}
+
+// TestSettleDeadlineOnlyForRemoteBackends: Settle is bounded by
+// SettleTimeout on a backend that waits on I/O (Redis), and runs without a
+// timer on an in-process one.
+func TestSettleDeadlineOnlyForRemoteBackends(t *testing.T) {
+	if _, ok := limits.Backend(memory.New()).(limits.LocalBackend); !ok {
+		t.Fatal("the memory backend does not declare itself local")
+	}
+	for _, local := range []bool{false, true} {
+		now := &clock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+		sd := &settleDeadlines{Backend: memory.New()}
+		var b limits.Backend = sd
+		if local {
+			b = localSettleDeadlines{sd}
+		}
+		e := engine(t, []policy.Policy{{Name: "p", Limits: policy.Limits{TokensPerMinute: 100_000}}}, nil, b, now, nil)
+		r, err := e.Admit(ctx, identity.Principal{Key: "k"}, limits.Request{Model: "claude-haiku-4-5", EstimatedInputTokens: 10, MaxTokens: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Settle(ctx, anthropic.Usage{InputTokens: 5})
+		if len(sd.deadlines) != 1 || sd.deadlines[0] == local {
+			t.Fatalf("local %v: deadlines %v", local, sd.deadlines)
+		}
+	}
+}

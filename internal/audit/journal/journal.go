@@ -155,9 +155,14 @@ type Store struct {
 }
 
 var (
-	_ audit.Store     = (*Store)(nil)
-	_ audit.Recoverer = (*Store)(nil)
+	_ audit.Store      = (*Store)(nil)
+	_ audit.Recoverer  = (*Store)(nil)
+	_ audit.LocalStore = (*Store)(nil)
 )
+
+// LocalWrites marks Begin and Finish as never waiting on their context:
+// they append to the journal and return.
+func (s *Store) LocalWrites() {}
 
 // Open replays whatever the inner store may lack, then starts a fresh
 // segment and the background ingester and syncer.

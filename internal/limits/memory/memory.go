@@ -31,6 +31,12 @@ type Backend struct {
 // New returns an empty backend.
 func New() *Backend { return &Backend{m: map[string]*entry{}, sweepAt: 4096} }
 
+var _ limits.LocalBackend = (*Backend)(nil)
+
+// LocalCounters marks the counters as in-process: Reserve and Settle never
+// wait on their context.
+func (*Backend) LocalCounters() {}
+
 func (b *Backend) get(key string, now time.Time) *entry {
 	e := b.m[key]
 	if e != nil && !e.expires.IsZero() && !now.Before(e.expires) {
