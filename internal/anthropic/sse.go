@@ -405,14 +405,14 @@ func UsageFromJSON(body []byte) (u Usage, model string, ok bool) {
 		val := body[vStart:s.i]
 		switch string(key) {
 		case `"usage"`:
-			var j usageJSON
-			if json.Unmarshal(val, &j) != nil {
+			var v usageVals
+			if !json.Valid(val) || !decodeUsage(val, &v) {
 				return Usage{}, "", false
 			}
-			u.merge(&j)
+			u.mergeVals(&v)
 			ok = true
 		case `"model"`:
-			_ = json.Unmarshal(val, &model)
+			model = stringValue(val)
 		}
 		s.ws()
 		if !s.eat(',') {

@@ -230,3 +230,102 @@ func TestSSETapCapturesContent(t *testing.T) {
 		t.Fatal("content assembled without CaptureContent")
 	}
 }
+
+// FuzzDecodeUsage: decodeUsage agrees with json.Unmarshal into a usageJSON
+// on every valid JSON input: same success, same fields present, same
+// values.
+func FuzzDecodeUsage(f *testing.F) {
+	for _, s := range []string{
+		`{"input_tokens":3,"output_tokens":4,"cache_creation_input_tokens":0,"cache_read_input_tokens":9,"cache_creation":{"ephemeral_5m_input_tokens":1,"ephemeral_1h_input_tokens":2},"service_tier":"standard","server_tool_use":{"web_search_requests":1}}`,
+		`null`, `[]`, `5`, `"x"`, `{}`, `{"input_tokens":null}`, `{"input_tokens":1,"input_tokens":null}`,
+		`{"INPUT_TOKENS":7}`, `{"input_tokenſ":7}`, `{"input\u005ftokens":8}`, `{"input_tokens":1.5}`, `{"input_tokens":1e3}`,
+		`{"input_tokens":-4}`, `{"input_tokens":9223372036854775807}`, `{"input_tokens":9223372036854775808}`,
+		`{"input_tokens":-9223372036854775808}`, `{"input_tokens":-9223372036854775809}`, `{"input_tokens":"5"}`,
+		`{"cache_creation":null}`, `{"cache_creation":{"ephemeral_5m_input_tokens":3},"cache_creation":{"ephemeral_1h_input_tokens":4}}`,
+		`{"cache_creation":{"ephemeral_5m_input_tokens":3},"cache_creation":null,"cache_creation":{}}`, `{"cache_creation":[1]}`,
+		`{"output_tokens":true}`, ` { "output_tokens" : 12 , "x" : [ {"input_tokens":5} ] } `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		var j usageJSON
+		err := json.Unmarshal(data, &j)
+		var v usageVals
+		ok := decodeUsage(data, &v)
+		if ok != (err == nil) {
+			t.Fatalf("decodeUsage ok=%v, json.Unmarshal err=%v", ok, err)
+		}
+		if !ok {
+			return
+		}
+		check := func(name string, p *int64, bit uint8, got int64) {
+			if (p != nil) != (v.has&bit != 0) || p != nil && *p != got {
+				t.Fatalf("%s: json %v, decodeUsage present=%v value=%d", name, p, v.has&bit != 0, got)
+			}
+		}
+		check("input_tokens", j.InputTokens, hasIn, v.in)
+		check("output_tokens", j.OutputTokens, hasOut, v.out)
+		check("cache_creation_input_tokens", j.CacheCreationInputTokens, hasCCIn, v.ccIn)
+		check("cache_read_input_tokens", j.CacheReadInputTokens, hasCRIn, v.crIn)
+		if (j.CacheCreation != nil) != v.hasCC {
+			t.Fatalf("cache_creation: json %v, decodeUsage %v", j.CacheCreation != nil, v.hasCC)
+		}
+		if j.CacheCreation != nil {
+			check("ephemeral_5m_input_tokens", j.CacheCreation.Ephemeral5m, hasE5m, v.e5m)
+			check("ephemeral_1h_input_tokens", j.CacheCreation.Ephemeral1h, hasE1h, v.e1h)
+		}
+	})
+}
+
+// BenchmarkUsageFromJSON: the usage scan of a non-streamed response body;
+// the sub-benchmarks compare the usage object's decoding with
+// json.Unmarshal (what UsageFromJSON did before) and decodeUsage.
+func BenchmarkUsageFromJSON(b *testing.B) {
+	body := []byte(`{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-6","content":[{"type":"text","text":"Hello! How can I help you today?"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":9,"service_tier":"standard"}}`)
+	usage := body[bytes.Index(body, []byte(`{"input_tokens"`)) : len(body)-1]
+	b.Run("body", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, ok := UsageFromJSON(body); !ok {
+				b.Fatal("no usage")
+			}
+		}
+	})
+	b.Run("usage/json.Unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var j usageJSON
+			if json.Unmarshal(usage, &j) != nil {
+				b.Fatal("bad")
+			}
+		}
+	})
+	b.Run("usage/decodeUsage", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var v usageVals
+			if !json.Valid(usage) || !decodeUsage(usage, &v) {
+				b.Fatal("bad")
+			}
+		}
+	})
+}
+
+// FuzzStringValue: stringValue agrees with json.Unmarshal into a string.
+func FuzzStringValue(f *testing.F) {
+	for _, s := range []string{`"claude-sonnet-4-6"`, `"a\"b"`, `"\u00e9"`, "\"\x01\"", "\"\xff\"", `5`, `null`, `"`, `""`, `"é"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, val []byte) {
+		var want string
+		if json.Unmarshal(val, &want) != nil {
+			want = ""
+		}
+		if got := stringValue(val); got != want {
+			t.Fatalf("stringValue(%q) = %q, json.Unmarshal: %q", val, got, want)
+		}
+	})
+}
