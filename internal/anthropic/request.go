@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Request is what the gateway needs to know about a Messages request body.
@@ -23,12 +24,16 @@ var (
 	ErrNotJSON        = errors.New("the request body is not valid JSON")
 	ErrNotObject      = errors.New("the request body must be a JSON object")
 	ErrDuplicateField = errors.New("the request body repeats a top-level field")
+	ErrAmbiguousField = errors.New("the request body has a top-level field that differs from model, stream or max_tokens only in letter case")
 )
 
 // PeekRequest validates that body is a JSON object and reads its top-level
-// model, stream and max_tokens without decoding the rest. A repeated
-// model/stream/max_tokens key is refused, so the gateway and the upstream
-// cannot read different values.
+// model, stream and max_tokens without decoding the rest. So that the
+// gateway and the upstream cannot read different values, keys are compared
+// after unescaping ("mod\u0065l" is model), a repeated model, stream or
+// max_tokens is refused, and so is a key that differs from one of them only
+// in letter case ("Model"), which a case-insensitive decoder upstream
+// would take for it.
 func PeekRequest(body []byte) (Request, error) {
 	var r Request
 	if !json.Valid(body) {
@@ -48,22 +53,26 @@ func PeekRequest(body []byte) (Request, error) {
 		s.ws()
 		kStart := s.i
 		s.skipString()
-		key := body[kStart:s.i]
+		key, err := governedKey(body[kStart:s.i])
+		if err != nil {
+			return r, err
+		}
 		s.ws()
 		s.eat(':')
 		s.ws()
 		vStart := s.i
 		s.skipValue()
 		val := body[vStart:s.i]
-		switch string(key) {
+		switch key {
 		case `"model"`:
 			if seen&1 != 0 {
 				return r, fmt.Errorf("%w: model", ErrDuplicateField)
 			}
 			seen |= 1
-			if err := json.Unmarshal(val, &r.Model); err != nil {
+			if len(val) == 0 || val[0] != '"' {
 				return r, fmt.Errorf("model must be a string")
 			}
+			r.Model = stringValue(val) // the body is valid JSON: a string value decodes
 			r.modelStart, r.modelEnd = vStart, s.i
 		case `"stream"`:
 			if seen&2 != 0 {
@@ -90,6 +99,53 @@ func PeekRequest(body []byte) (Request, error) {
 	}
 	return r, nil
 }
+
+// governedKey returns the raw top-level key in its canonical quoted form
+// when it names model, stream or max_tokens (escaped or not), "" for any
+// other key; a key equal to one of them but for letter case is an error.
+func governedKey(raw []byte) (string, error) {
+	switch string(raw) {
+	case `"model"`, `"stream"`, `"max_tokens"`:
+		return string(raw), nil
+	}
+	if len(raw) < 2 {
+		return "", nil
+	}
+	k := raw[1 : len(raw)-1]
+	plain := true // ASCII without escapes: compare in place
+	for _, c := range k {
+		if c == '\\' || c >= 0x80 {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		if n := len(k); n != len("model") && n != len("stream") && n != len("max_tokens") {
+			return "", nil // the common case: another field, no allocation
+		}
+		for _, f := range governedFields {
+			if strings.EqualFold(string(k), f) {
+				return "", fmt.Errorf("%w: %q", ErrAmbiguousField, k)
+			}
+		}
+		return "", nil
+	}
+	var name string
+	if json.Unmarshal(raw, &name) != nil {
+		return "", nil
+	}
+	for _, f := range governedFields {
+		if name == f {
+			return `"` + f + `"`, nil
+		}
+		if strings.EqualFold(name, f) {
+			return "", fmt.Errorf("%w: %q", ErrAmbiguousField, name)
+		}
+	}
+	return "", nil
+}
+
+var governedFields = []string{"model", "stream", "max_tokens"}
 
 // ReplaceModel returns body with the model value replaced by model. Every
 // other byte is unchanged. body must be the slice PeekRequest read.

@@ -68,6 +68,8 @@ func FuzzPeekRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"claude-sonnet-4-6","max_tokens":1024,"stream":true,"messages":[]}`))
 	f.Add([]byte(`{"a":"\\\"","model":"x\"y"}`))
 	f.Add([]byte(`{"model":"a","model":"b"}`))
+	f.Add([]byte(`{"model":"a","mod\u0065l":"b"}`))
+	f.Add([]byte(`{"Model":"a"}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := PeekRequest(body)
@@ -95,4 +97,50 @@ func FuzzPeekRequest(f *testing.F) {
 			t.Fatalf("after replace: %v %q\n%s", err, after.Model, out)
 		}
 	})
+}
+
+// TestPeekRequestReadsKeysAsTheUpstreamWill: a key is compared after
+// unescaping, as every JSON decoder upstream compares it, and a case
+// variant of a governed key is refused (a case-insensitive decoder would
+// read it). Otherwise {"model":"allowed","mod\u0065l":"other"} would be
+// admitted as "allowed" and served as "other".
+func TestPeekRequestReadsKeysAsTheUpstreamWill(t *testing.T) {
+	tests := []struct {
+		body  string
+		model string
+		err   error
+	}{
+		{`{"model":"a","mod\u0065l":"b"}`, "", ErrDuplicateField},
+		{`{"mod\u0065l":"b"}`, "b", nil},
+		{`{"\u006d\u006f\u0064\u0065\u006c":"b","max_tokens":5}`, "b", nil},
+		{`{"model":"a","Model":"b"}`, "", ErrAmbiguousField},
+		{`{"MODEL":"b"}`, "", ErrAmbiguousField},
+		{`{"model":"a","ſtream":true}`, "", ErrAmbiguousField},
+		{`{"model":"a","Max_Tokens":1}`, "", ErrAmbiguousField},
+		{`{"model":"a","max_tokenS":1,"max_tokens":2}`, "", ErrAmbiguousField},
+		{`{"model":"a","stream":true,"str\u0065am":false}`, "", ErrDuplicateField},
+		{`{"model":"a","models":1,"mode":2,"messages":[]}`, "a", nil},
+	}
+	for _, tc := range tests {
+		r, err := PeekRequest([]byte(tc.body))
+		if tc.err != nil {
+			if !errors.Is(err, tc.err) {
+				t.Errorf("%s: err %v, want %v", tc.body, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || r.Model != tc.model {
+			t.Errorf("%s: model %q, err %v; want %q", tc.body, r.Model, err, tc.model)
+		}
+	}
+	// The escaped key's value is the one ReplaceModel rewrites.
+	body := []byte(`{"mod\u0065l":"b","max_tokens":5}`)
+	r, err := PeekRequest(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after map[string]any
+	if err := json.Unmarshal(r.ReplaceModel(body, "dep-1"), &after); err != nil || after["model"] != "dep-1" {
+		t.Fatalf("after replace: %v %v", after, err)
+	}
 }
