@@ -424,6 +424,14 @@ func (s *Store) openSegment(n int64) error {
 			return fmt.Errorf("audit journal: %w", err)
 		}
 	}
+	// The segment's name must survive a power loss once an entry in it
+	// has been fsynced (audit.sync: always): sync the directory entry,
+	// once per segment. (Where directories cannot be synced, the
+	// filesystem's own ordering has to do.)
+	if d, err := os.Open(s.opts.Dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 	s.f, s.seg, s.off, s.seed = f, n, fileHeaderLen, nonceSeed(hdr[len(fileMagic):])
 	return nil
 }
