@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 )
 
 // Request is what the gateway needs to know about a Messages request body.
@@ -108,41 +107,28 @@ func governedKey(raw []byte) (string, error) {
 	case `"model"`, `"stream"`, `"max_tokens"`:
 		return string(raw), nil
 	}
-	if len(raw) < 2 {
-		return "", nil
-	}
-	k := raw[1 : len(raw)-1]
-	plain := true // ASCII without escapes: compare in place
-	for _, c := range k {
-		if c == '\\' || c >= 0x80 {
-			plain = false
-			break
-		}
-	}
-	if plain {
-		if n := len(k); n != len("model") && n != len("stream") && n != len("max_tokens") {
-			return "", nil // the common case: another field, no allocation
-		}
-		for _, f := range governedFields {
-			if strings.EqualFold(string(k), f) {
-				return "", fmt.Errorf("%w: %q", ErrAmbiguousField, k)
-			}
-		}
-		return "", nil
-	}
-	var name string
-	if json.Unmarshal(raw, &name) != nil {
-		return "", nil
+	k := keyName(raw)
+	if n := len(k); n != len("model") && n != len("stream") && n != len("max_tokens") && isASCII(k) {
+		return "", nil // the common case: another field (ASCII letters fold only to the same length)
 	}
 	for _, f := range governedFields {
-		if name == f {
+		if string(k) == f {
 			return `"` + f + `"`, nil
 		}
-		if strings.EqualFold(name, f) {
-			return "", fmt.Errorf("%w: %q", ErrAmbiguousField, name)
+		if fieldMatches(k, f) {
+			return "", fmt.Errorf("%w: %q", ErrAmbiguousField, k)
 		}
 	}
 	return "", nil
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 var governedFields = []string{"model", "stream", "max_tokens"}

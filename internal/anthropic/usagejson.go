@@ -1,8 +1,8 @@
 package anthropic
 
 import (
+	"bytes"
 	"encoding/json"
-	"strings"
 )
 
 // usageVals is what json.Unmarshal would put in a usageJSON, without its
@@ -57,7 +57,7 @@ func decodeUsage(val []byte, v *usageVals) bool {
 	return s.members(func(key []byte, s *scanner) bool {
 		var bit uint8
 		for _, k := range usageKeys {
-			if keyIs(key, k.name) {
+			if fieldMatches(key, k.name) {
 				bit = k.bit
 				break
 			}
@@ -75,7 +75,7 @@ func decodeUsage(val []byte, v *usageVals) bool {
 			v.hasCC = true // a repeated object decodes into the same struct
 			return s.members(func(key []byte, s *scanner) bool {
 				for _, k := range cacheCreationKeys {
-					if keyIs(key, k.name) {
+					if fieldMatches(key, k.name) {
 						return s.int64Field(v.field(k.bit), &v.has, k.bit)
 					}
 				}
@@ -123,8 +123,8 @@ func (u *Usage) mergeVals(v *usageVals) {
 }
 
 // members calls fn for each member of the object at s (valid JSON), with
-// the key's raw bytes (quotes included) and s at the value; fn consumes
-// the value. Anything but an object is an error.
+// the key's name (see keyName) and s at the value; fn consumes the value.
+// Anything but an object is an error.
 func (s *scanner) members(fn func(key []byte, s *scanner) bool) bool {
 	s.ws()
 	if !s.eat('{') {
@@ -137,7 +137,7 @@ func (s *scanner) members(fn func(key []byte, s *scanner) bool) bool {
 		}
 		kStart := s.i
 		s.skipString()
-		key := s.b[kStart:s.i]
+		key := keyName(s.b[kStart:s.i])
 		s.ws()
 		s.eat(':')
 		s.ws()
@@ -199,27 +199,29 @@ func parseInt64(b []byte) (int64, bool) {
 	return int64(n), true
 }
 
-// keyIs reports whether the raw JSON key (quotes included) names field as
-// encoding/json matches struct fields: exactly or case-insensitively
-// (Unicode simple folding), after unescaping.
-func keyIs(raw []byte, field string) bool {
+// keyName returns the name a raw JSON object key (quotes included)
+// decodes to: the bytes between the quotes, unescaped when they hold an
+// escape (then newly allocated; nil if the key is malformed).
+func keyName(raw []byte) []byte {
 	if len(raw) < 2 {
-		return false
+		return nil
 	}
 	k := raw[1 : len(raw)-1]
-	if len(k) == len(field) && string(k) == field {
-		return true
+	if bytes.IndexByte(k, '\\') < 0 {
+		return k
 	}
-	for _, c := range k {
-		if c == '\\' {
-			var u string
-			if json.Unmarshal(raw, &u) != nil {
-				return false
-			}
-			return strings.EqualFold(u, field)
-		}
+	var u string
+	if json.Unmarshal(raw, &u) != nil {
+		return nil
 	}
-	return strings.EqualFold(string(k), field)
+	return []byte(u)
+}
+
+// fieldMatches reports whether a key name selects struct field name as
+// encoding/json matches them: exactly or case-insensitively (Unicode
+// simple folding).
+func fieldMatches(key []byte, name string) bool {
+	return string(key) == name || bytes.EqualFold(key, []byte(name))
 }
 
 // stringValue is json.Unmarshal of a JSON string into a string ("" when
