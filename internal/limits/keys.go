@@ -11,7 +11,8 @@ import (
 // the user key or group ID, then concatenations and date formatting) was a
 // third of Admit; the engine keeps them for the minute instead.
 type windowKeys struct {
-	minute                      int64 // unix seconds of the minute's start
+	minute                      int64  // unix seconds of the minute's start
+	base                        string // prefix:kind:hash(id):
 	rpm, tpm, tpd, usd, conc    string
 	minuteEnd, dayEnd, monthEnd time.Time
 }
@@ -59,7 +60,7 @@ func (e *Engine) windowKeys(kind byte, id string, now time.Time) *windowKeys {
 	// Build outside the lock; a racing Admit may build the same keys.
 	var base string
 	if w != nil {
-		base = w.conc[:len(w.conc)-len("conc")]
+		base = w.base // same scope, an earlier minute: the hash still holds
 	} else {
 		base = e.prefix + ":" + string(kind) + ":" + HashKey(id) + ":"
 	}
@@ -68,6 +69,7 @@ func (e *Engine) windowKeys(kind byte, id string, now time.Time) *windowKeys {
 	mins := strconv.FormatInt(m, 10)
 	w = &windowKeys{
 		minute:    m,
+		base:      base,
 		rpm:       base + "rpm:" + mins,
 		tpm:       base + "tpm:" + mins,
 		tpd:       base + "tpd:" + day.Format("20060102"),

@@ -109,6 +109,7 @@ type Engine struct {
 	stats    stats
 	unpriced sync.Map // model+upstream already warned about
 	keys     keyCache
+	local    bool // backend is a LocalBackend: Settle needs no deadline
 }
 
 type stats struct {
@@ -139,6 +140,7 @@ func NewEngine(opts Options) (*Engine, error) {
 			return nil, err
 		}
 	}
+	_, e.local = e.backend.(LocalBackend)
 	if e.backend == nil && e.set.HasLimits() {
 		return nil, errors.New("limits: policies set limits but no backend is configured")
 	}
@@ -684,7 +686,7 @@ func (r *Reservation) settle(ctx context.Context, u anthropic.Usage) float64 {
 		return cost.USD()
 	}
 	sctx := context.WithoutCancel(ctx)
-	if _, local := e.backend.(LocalBackend); !local {
+	if !e.local {
 		var cancel context.CancelFunc
 		sctx, cancel = context.WithTimeout(sctx, e.settleTO)
 		defer cancel()

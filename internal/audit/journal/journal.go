@@ -439,39 +439,17 @@ func (s *Store) openSegment(n int64) error {
 // reuseSpare turns the newest recent spare into segment n and returns it
 // open for writing (nil when there is none). The new header, and so the
 // new nonce, is on disk before the file takes the segment's name, so no
-// replay can read the spare's old entries as segment n's.
+// replay can read the spare's old entries as segment n's. A spare that is
+// too old, or cannot be restamped, is removed.
 func (s *Store) reuseSpare(n int64, hdr []byte) (*os.File, error) {
 	spares := s.spares()
 	for i := len(spares) - 1; i >= 0; i-- {
 		path := spares[i]
-		if st, err := os.Stat(path); err != nil || time.Since(st.ModTime()) > spareMaxAge {
+		if err := restamp(path, hdr); err != nil || os.Rename(path, s.segPath(n)) != nil {
 			_ = os.Remove(path)
 			continue
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY, 0o600)
-		if err != nil {
-			_ = os.Remove(path)
-			continue
-		}
-		if _, err := f.WriteAt(hdr, 0); err != nil {
-			f.Close()
-			_ = os.Remove(path)
-			continue
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			_ = os.Remove(path)
-			continue
-		}
-		if err := f.Close(); err != nil {
-			_ = os.Remove(path)
-			continue
-		}
-		if err := os.Rename(path, s.segPath(n)); err != nil {
-			_ = os.Remove(path)
-			continue
-		}
-		f, err = os.OpenFile(s.segPath(n), os.O_WRONLY, 0o600)
+		f, err := os.OpenFile(s.segPath(n), os.O_WRONLY, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("audit journal: %w", err)
 		}
@@ -482,6 +460,22 @@ func (s *Store) reuseSpare(n int64, hdr []byte) (*os.File, error) {
 		return f, nil
 	}
 	return nil, nil
+}
+
+// restamp writes hdr over a recent spare's file header and syncs it.
+func restamp(path string, hdr []byte) error {
+	if st, err := os.Stat(path); err != nil || time.Since(st.ModTime()) > spareMaxAge {
+		return errors.New("stale spare")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(hdr, 0)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // Begin journals new records; they are durable (at the configured level)
@@ -766,8 +760,9 @@ func (s *Store) coalesceLocked(n int) (skip map[int]bool, final map[string]*audi
 // applyLive writes one batch: each Begin in the final state of its last
 // merged Finish, then the Finishes not merged, as (at most) two inner-store
 // calls. The inner store gets the queued entries' own records (it may set
-// their Seq): only the ingester reads them once they are queued. Writing the batch's Begins before its Finishes is safe: a Finish
-// whose Begin is in the same batch is always merged into it.
+// their Seq): only the ingester reads them once they are queued. Writing
+// the batch's Begins before its Finishes is safe: a Finish whose Begin is
+// in the same batch is always merged into it.
 func (s *Store) applyLive(ctx context.Context, batch []*entry, merged map[int]bool, final map[string]*audit.Record) error {
 	var begins, finishes []*audit.Record
 	for i, e := range batch {
